@@ -1,0 +1,56 @@
+"""hubpin: pin, verify, bundle and mirror Hugging Face Hub repos for production.
+
+The CLI (`hubpin ...`) is a thin layer over the functions re-exported here.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    BadInput,
+    BundleError,
+    CheckFailed,
+    ConfigError,
+    DriftError,
+    HashMismatchError,
+    HubpinError,
+    LockfileError,
+    NotFoundError,
+    NotSyncedError,
+    PolicyError,
+    RemoteError,
+    UnsafePathError,
+)
+from .lockfile import LockedRepo, Lockfile, read_lock, write_lock
+from .objects import Commit, FileEntry, RepoKey
+from .publish import PublishResult, publish
+from .store import LocalStore, Store, open_store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadInput",
+    "BundleError",
+    "CheckFailed",
+    "Commit",
+    "ConfigError",
+    "DriftError",
+    "FileEntry",
+    "HashMismatchError",
+    "HubpinError",
+    "LocalStore",
+    "LockedRepo",
+    "Lockfile",
+    "LockfileError",
+    "NotFoundError",
+    "NotSyncedError",
+    "PolicyError",
+    "PublishResult",
+    "RemoteError",
+    "RepoKey",
+    "Store",
+    "UnsafePathError",
+    "open_store",
+    "publish",
+    "read_lock",
+    "write_lock",
+]

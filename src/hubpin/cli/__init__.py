@@ -1,0 +1,12 @@
+"""The `hubpin` command: thin click commands over the library.
+
+Exit codes (DESIGN.md): 0 ok · 1 a check failed · 2 bad usage or input · 3 remote error.
+Each command lives in its own `_<name>.py` module and is registered below.
+"""
+
+from __future__ import annotations
+
+from ._app import main
+from . import _publish, _serve  # noqa: F401,E402  (registers commands)
+
+__all__ = ["main"]

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..publish import publish
+from ._app import emit_json, get_store, main, parse_repo, store_option
+
+
+@main.command("publish")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.argument("repo_id")
+@click.option("--dataset", is_flag=True, help="Publish as a dataset repo.")
+@click.option("--revision", default="main", show_default=True, help="Branch or tag to point at the commit.")
+@click.option("--message", "-m", default=None, help="Commit message.")
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def publish_cmd(
+    folder: Path, repo_id: str, dataset: bool, revision: str, message: str | None, store_spec: str | None, as_json: bool
+) -> None:
+    """Add FOLDER as a new commit of REPO_ID in a store and move refs/REVISION to it.
+
+    The commit id is deterministic: the same content on the same parent gives the same id,
+    and publishing an unchanged folder creates no commit.
+    """
+    store = get_store(store_spec)
+    result = publish(folder, parse_repo(repo_id, dataset), store, revision=revision, message=message)
+    c = result.commit
+    if as_json:
+        emit_json({"repo": repo_id, "type": result.repo.type, "revision": revision, "commit": c.sha,
+                   "parent": c.parent, "created": result.created, "files": len(c.files), "bytes": c.total_size,
+                   "new_blobs": result.new_blobs, "store": store.location})
+        return
+    state = "new commit" if result.created else "unchanged"
+    click.echo(f"{result.repo}@{revision} = {c.sha} ({state}; {len(c.files)} files, {c.total_size} bytes, "
+               f"{result.new_blobs} new blobs) in {store.location}")

@@ -1,0 +1,1 @@
+"""placeholder: the serve command is being built."""
