@@ -58,9 +58,9 @@ class FileEntry:
         safe_relpath(self.path)
         if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 0:
             raise ValueError(f"{self.path}: size must be a non-negative integer, got {self.size!r}")
-        if not (_HEX40.match(self.etag) or _HEX64.match(self.etag)):
+        if not (_HEX40.fullmatch(self.etag) or _HEX64.fullmatch(self.etag)):
             raise ValueError(f"{self.path}: etag must be 40 or 64 lowercase hex, got {self.etag!r}")
-        if self.sha256 is not None and not _HEX64.match(self.sha256):
+        if self.sha256 is not None and not _HEX64.fullmatch(self.sha256):
             raise ValueError(f"{self.path}: sha256 must be 64 lowercase hex, got {self.sha256!r}")
         if len(self.etag) == 64 and self.sha256 is not None and self.etag != self.sha256:
             raise ValueError(f"{self.path}: an LFS etag must equal the sha256")
@@ -88,7 +88,7 @@ class Commit:
     _by_path: dict[str, FileEntry] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not _HEX40.match(self.sha):
+        if not _HEX40.fullmatch(self.sha):
             raise ValueError(f"commit id must be 40 lowercase hex, got {self.sha!r}")
         files = tuple(sorted(self.files, key=lambda f: f.path))
         object.__setattr__(self, "files", files)

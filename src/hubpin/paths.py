@@ -54,9 +54,9 @@ def safe_relpath(name: object, *, what: str = "file name") -> str:
         raise UnsafePathError(f"unsafe {what} {name!r}: backslash (Windows separator) not allowed")
     if name.startswith("/"):
         raise UnsafePathError(f"unsafe {what} {name!r}: absolute path")
-    if _DRIVE.match(name):
-        raise UnsafePathError(f"unsafe {what} {name!r}: drive-letter path")
     for part in name.split("/"):
+        if _DRIVE.match(part):  # each part, as os.path.join on Windows would read it (C:x, D:rel)
+            raise UnsafePathError(f"unsafe {what} {name!r}: drive-letter path")
         if part in ("", ".", ".."):
             raise UnsafePathError(f"unsafe {what} {name!r}: empty, '.' or '..' component")
         if len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
@@ -75,7 +75,7 @@ def validate_repo_id(repo_id: object) -> str:
     if not isinstance(repo_id, str) or not repo_id:
         raise UnsafePathError(f"invalid repo id {repo_id!r}: expected 'namespace/name'")
     parts = repo_id.split("/")
-    if len(parts) > 2 or any(not _REPO_PART.match(p) for p in parts):
+    if len(parts) > 2 or any(not _REPO_PART.fullmatch(p) for p in parts):
         raise UnsafePathError(f"invalid repo id {repo_id!r}: expected 'namespace/name' of [A-Za-z0-9_.-]")
     if "--" in repo_id or ".." in repo_id or repo_id.endswith(".git") or repo_id.endswith("."):
         raise UnsafePathError(f"invalid repo id {repo_id!r}: '--', '..' and a trailing '.git' or '.' are not allowed")
@@ -89,14 +89,14 @@ def validate_revision(revision: object) -> str:
     if len(revision) > 255:
         raise UnsafePathError(f"invalid revision {revision[:40]!r}...: longer than 255 characters")
     for part in revision.split("/"):
-        if not _REVISION_PART.match(part) or part.endswith(".lock") or ".." in part:
+        if not _REVISION_PART.fullmatch(part) or part.endswith(".lock") or ".." in part:
             raise UnsafePathError(f"invalid revision {revision!r}: expected [A-Za-z0-9_.+-] parts separated by '/'")
     return revision
 
 
 def is_commit_sha(revision: str) -> bool:
     """True for a full 40-lowercase-hex commit id (the only form clients treat as immutable)."""
-    return bool(_SHA.match(revision))
+    return bool(_SHA.fullmatch(revision))
 
 
 def repo_folder_name(repo_type: str, repo_id: str) -> str:

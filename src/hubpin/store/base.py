@@ -151,7 +151,7 @@ class Store(ABC):
             return sha
         if is_commit_sha(revision):
             return revision if self.get_commit(repo, revision) is not None else None
-        if _SHORT_SHA.match(revision):
+        if _SHORT_SHA.fullmatch(revision):
             matches = [c for c in self.list_commits(repo) if c.startswith(revision)]
             if len(matches) == 1:
                 return matches[0]

@@ -40,7 +40,7 @@ def snapshot_link_target(path: str, etag: str) -> str:
 
 
 def _repo_from_folder(name: str) -> RepoKey | None:
-    m = _FOLDER.match(name)
+    m = _FOLDER.fullmatch(name)
     if not m:
         return None
     try:
@@ -85,7 +85,7 @@ class LocalStore(Store):
         return self.root / repo.folder
 
     def blob_path(self, repo: RepoKey, etag: str) -> Path:
-        if not _ETAG.match(etag):
+        if not _ETAG.fullmatch(etag):
             raise UnsafePathError(f"invalid blob name {etag!r}: expected 40 or 64 lowercase hex")
         return self.repo_dir(repo) / "blobs" / etag
 
@@ -191,7 +191,7 @@ class LocalStore(Store):
                     continue
                 if full.is_symlink():
                     target = full.resolve()
-                    if target.parent != blobs or not _ETAG.match(target.name) or not target.is_file():
+                    if target.parent != blobs or not _ETAG.fullmatch(target.name) or not target.is_file():
                         continue  # dangling or planted link: never serve outside blobs/
                     etag = target.name
                     size = target.stat().st_size
