@@ -34,12 +34,13 @@ JAPANESE_TOKENS = ["東京", "は", "日本", "の", "首都", "です", "。"]
 SAMPLE_TEXT = "the quick brown fox jumps over the lazy dog zebra"
 
 _SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-_WORDS = (
+_WORDS_TEXT = (
     "the a an and or of to in on is are was be it this that with for as at by from not but "
     "quick brown fox jumps over lazy dog cat bird fish tree house model data hub pin lock sync "
     "verify mirror cache file commit hello world good bad new old big small red blue green one two "
     "three four five six seven eight nine ten"
-).split()
+)
+_WORDS = _WORDS_TEXT.split()
 # single characters and ##suffixes let WordPiece split most other lowercase English words
 _PIECES = [*"abcdefghijklmnopqrstuvwxyz.,!?'", "##s", "##ed", "##ing", "##er", "##ly"]
 _BERT_VOCAB: list[str] = _SPECIALS + _WORDS + _PIECES
@@ -158,7 +159,9 @@ def make_sentence_transformer(folder: Path | str, *, seed: int = 0) -> Path:
         model.save(str(out))
     # sentence-transformers copies its own load arguments (e.g. local_files_only, which follows
     # HF_HUB_OFFLINE) into tokenizer_config.json; drop them so the files are the same everywhere
-    _drop_keys(out / "tokenizer_config.json", ("local_files_only", "is_local", "cache_dir", "token", "revision"))
+    _drop_keys(
+        out / "tokenizer_config.json", ("local_files_only", "is_local", "cache_dir", "token", "revision")
+    )
     return out
 
 
