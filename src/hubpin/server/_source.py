@@ -1,0 +1,147 @@
+"""Where the mirror gets refs, commits and bytes: the one seam a pull-through mirror overrides.
+
+Every handler in `app.py` goes through a `Source`; none touches the store directly. The base
+class serves what a `Store` holds. A subclass (e.g. pull-through from an upstream Hub) can
+override `resolve` / `get_commit` / `list_refs` to fill the store on a miss, and
+`file_response` to stream bytes to the client while they are being fetched and verified.
+
+Methods other than `file_response` block (filesystem or network I/O): the app calls them in
+a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response, StreamingResponse
+
+from ..objects import Commit, FileEntry, RepoKey
+from ..store import Store
+from ._errors import HubError
+
+__all__ = ["Source", "parse_range"]
+
+_COMMIT_CACHE_SIZE = 256
+
+
+def parse_range(header: str | None, size: int) -> list[tuple[int, int]] | None:
+    """[(start, end)] half-open byte ranges of a `Range` header, or None for the whole file.
+
+    Uses starlette's own parser (the one FileResponse applies), so our 416/400 answers and
+    FileResponse's 206 agree. Raises HubError 416 (with `Content-Range: bytes */size`) or 400.
+    """
+    if header is None:
+        return None
+    from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
+
+    try:
+        ranges = FileResponse._parse_range_header(header, size)
+    except RangeNotSatisfiable as e:
+        raise HubError(
+            416, "RangeNotSatisfiable", f"range {header!r} not satisfiable for {size} bytes",
+            {"Content-Range": f"bytes */{size}"},
+        ) from e
+    except MalformedRangeHeader as e:
+        raise HubError.bad_request(f"malformed Range header {header!r}: {e.content}") from e
+    return ranges or None
+
+
+class Source:
+    """Refs, commits and file bytes of the repos one `Store` holds."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        # commits are immutable by id: keep recent complete ones parsed (HEAD traffic is hot)
+        self._commits: OrderedDict[tuple[RepoKey, str], Commit] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- lookups (blocking) ---------------------------------------------------------------
+    def has_repo(self, repo: RepoKey) -> bool:
+        """True if the repo exists here (before any access check)."""
+        return self.store.has_repo(repo)
+
+    def resolve(self, repo: RepoKey, revision: str) -> str | None:
+        """Branch, tag, `refs/pr/N`, full or 5+-hex short sha → 40-hex commit, or None."""
+        return self.store.resolve(repo, revision)
+
+    def get_commit(self, repo: RepoKey, sha: str) -> Commit | None:
+        """The commit's file list, or None if the store lacks it."""
+        key = (repo, sha)
+        with self._lock:
+            hit = self._commits.get(key)
+            if hit is not None:
+                self._commits.move_to_end(key)
+                return hit
+        commit = self.store.get_commit(repo, sha)
+        if commit is not None and commit.complete:
+            with self._lock:
+                self._commits[key] = commit
+                while len(self._commits) > _COMMIT_CACHE_SIZE:
+                    self._commits.popitem(last=False)
+        return commit
+
+    def list_refs(self, repo: RepoKey) -> dict[str, str]:
+        """Ref name → 40-hex commit; hides `refs/<short-sha>` files huggingface_hub writes."""
+        refs = self.store.list_refs(repo)
+        return {name: sha for name, sha in refs.items() if not (sha.startswith(name) and name != sha)}
+
+    def history(self, repo: RepoKey, sha: str, limit: int) -> list[Commit]:
+        """The commit and its ancestors, newest first, at most `limit`."""
+        out: list[Commit] = []
+        seen: set[str] = set()
+        cur: str | None = sha
+        while cur and cur not in seen and len(out) < limit:
+            seen.add(cur)
+            c = self.get_commit(repo, cur)
+            if c is None:
+                break
+            out.append(c)
+            cur = c.parent
+        return out
+
+    def local_path(self, repo: RepoKey, commit: Commit, entry: FileEntry) -> Path | None:
+        """A regular file holding the entry's bytes, for zero-copy serving; None if remote."""
+        return self.store.file_path(repo, commit, entry.path)
+
+    # -- bytes ----------------------------------------------------------------------------
+    def file_response(
+        self, request: Request, repo: RepoKey, commit: Commit, entry: FileEntry, headers: dict[str, str]
+    ) -> Response:
+        """The GET/HEAD answer for one file: `headers` (X-Repo-Commit, ETag, ...) must be kept.
+
+        Local files go out through starlette's FileResponse (`http.response.pathsend`, i.e.
+        sendfile, under granian; Range → 206). Others are streamed from `Store.read_blob` in
+        bounded chunks.
+        """
+        ranges = parse_range(request.headers.get("range"), entry.size) if request.method in ("GET", "HEAD") else None
+        path = self.local_path(repo, commit, entry)
+        if path is not None:
+            st = os.stat(path)
+            if st.st_size != entry.size:
+                raise HubError(
+                    500, "StoreCorrupt",
+                    f"{repo}@{commit.sha}: {entry.path} is {st.st_size} bytes in the store, expected {entry.size}",
+                )
+            # our ETag/Content-Length win: FileResponse only setdefault()s its own
+            return FileResponse(path, headers={**headers, "Content-Length": str(entry.size)}, stat_result=st,
+                                media_type="application/octet-stream")
+        if ranges is not None and len(ranges) == 1:
+            start, end = ranges[0]
+            headers = {**headers, "Content-Range": f"bytes {start}-{end - 1}/{entry.size}",
+                       "Content-Length": str(end - start)}
+            return self._stream(request, repo, entry, start, end, 206, headers)
+        return self._stream(request, repo, entry, 0, entry.size, 200, {**headers, "Content-Length": str(entry.size)})
+
+    def _stream(
+        self, request: Request, repo: RepoKey, entry: FileEntry, start: int, end: int, status: int,
+        headers: dict[str, str],
+    ) -> Response:
+        if request.method == "HEAD":
+            return Response(status_code=status, headers=headers, media_type="application/octet-stream")
+        body: Iterator[bytes] = self.store.read_blob(repo, entry.etag, start, end)
+        return StreamingResponse(body, status_code=status, headers=headers, media_type="application/octet-stream")
