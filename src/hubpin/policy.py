@@ -1,0 +1,144 @@
+"""The supply-chain policy of a project, and the entry points that enforce it.
+
+    [settings]
+    allow-pickle = false          # pickle-family files (found by content) are refused
+    allow-remote-code = false     # auto_map / *.py files are refused
+    licenses = ["apache-2.0", "mit"]   # optional allow-list of license ids
+
+    [models."org/name"]
+    allow-pickle = true           # per-repo override: scanned with picklescan --strict instead
+
+`enforce_files(repo, files, policy)` is what `lock`, `sync`, `import`, `publish` and `serve`
+call on a repo's files: it raises one `PolicyError` (exit 1) naming every refused file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError, PolicyError
+from .objects import RepoKey
+
+if TYPE_CHECKING:
+    from .config import Project
+    from .scan import ScanReport
+
+__all__ = ["POLICY_KEYS", "Policy", "enforce_files", "enforce_report", "policy_for"]
+
+POLICY_KEYS = ("allow-pickle", "allow-remote-code", "licenses")
+
+
+def _key(table: Mapping[str, Any], name: str) -> Any:
+    """`allow-pickle`, also accepted as `allow_pickle`."""
+    if name in table:
+        return table[name]
+    return table.get(name.replace("-", "_"))
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The effective policy for one repo. The default refuses pickle and remote code."""
+
+    allow_pickle: bool = False
+    allow_remote_code: bool = False
+    #: allowed license ids (lower case); None means licenses are reported, not enforced
+    licenses: tuple[str, ...] | None = None
+
+    def merged(self, table: Mapping[str, Any], where: str = "settings") -> Policy:
+        """This policy with the policy keys of a TOML table applied on top."""
+        allow_pickle = self.allow_pickle
+        allow_remote = self.allow_remote_code
+        licenses = self.licenses
+        value = _key(table, "allow-pickle")
+        if value is not None:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}.allow-pickle: expected true or false, got {value!r}")
+            allow_pickle = value
+        value = _key(table, "allow-remote-code")
+        if value is not None:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}.allow-remote-code: expected true or false, got {value!r}")
+            allow_remote = value
+        value = _key(table, "licenses")
+        if value is not None:
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+                raise ConfigError(f"{where}.licenses: expected a list of license ids, got {value!r}",
+                                  hint='e.g. licenses = ["apache-2.0", "mit"]')
+            licenses = tuple(sorted({v.strip().lower() for v in value}))
+        return Policy(allow_pickle, allow_remote, licenses)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], override: Mapping[str, Any] | None = None) -> Policy:
+        """From plain dicts: `[settings]`, then a repo's own table on top."""
+        policy = cls().merged(settings)
+        return policy.merged(override, "repo") if override else policy
+
+    @classmethod
+    def from_project(cls, project: Project, repo: RepoKey | None = None) -> Policy:
+        """The policy `project` sets for `repo` (its table's keys beat `[settings]`)."""
+        where = str(project.config_path)
+        policy = cls().merged(project.settings, f"{where}: settings")
+        decl = project.get(repo) if repo is not None else None
+        if decl is not None:
+            policy = policy.merged(decl.settings, f'{where}: {decl.repo.type}s."{decl.repo.id}"')
+        return policy
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "allow-pickle": self.allow_pickle,
+            "allow-remote-code": self.allow_remote_code,
+            "licenses": list(self.licenses) if self.licenses is not None else None,
+        }
+
+
+def policy_for(project: Project | None, repo: RepoKey | None = None) -> Policy:
+    """The effective policy for `repo`; the default policy when there is no project."""
+    return Policy.from_project(project, repo) if project is not None else Policy()
+
+
+def enforce_report(report: ScanReport) -> None:
+    """Raise one PolicyError for every violation in `report` (first one leads the message)."""
+    bad = [f for f in report.findings if f.violation]
+    if not bad:
+        return
+    first = bad[0]
+    message = f"{first.message(report.target)}"
+    if len(bad) > 1:
+        rest = "; ".join(f.message(report.target) for f in bad[1:4])
+        more = f"; and {len(bad) - 4} more" if len(bad) > 4 else ""
+        message += f" (also: {rest}{more})"
+    kinds = {f.kind for f in bad}
+    hints = []
+    if "pickle" in kinds:
+        hints.append("set allow-pickle = true for this repo in hubpin.toml (files are then checked with "
+                     "picklescan --strict), or exclude the files")
+    if kinds & {"remote-code", "cross-repo-code"}:
+        hints.append("set allow-remote-code = true for this repo (its code is then pinned in the lock), "
+                     'or exclude = ["*.py"]')
+    if "license" in kinds:
+        hints.append("add the license to `licenses` in [settings], or drop the repo")
+    raise PolicyError(message, hint="; ".join(hints) or f"run `hubpin scan` on {report.target} for details")
+
+
+def enforce_files(
+    repo: RepoKey | str,
+    files: Sequence[tuple[str, Path]],
+    policy: Policy,
+    *,
+    licenses: bool = True,
+) -> ScanReport:
+    """Check `files` ((repo path, local path) pairs) of `repo` against `policy`.
+
+    Raises PolicyError naming every refused file; returns the scan report when all is well.
+    `licenses=False` skips the license allow-list (for a partial file set that may lack the card).
+    """
+    from .scan import scan_files
+
+    report = scan_files(files, policy, target=str(repo), check_licenses=licenses)
+    enforce_report(report)
+    return report
