@@ -1,0 +1,260 @@
+"""`hubpin lock`: resolve every declared repo to a commit and the size + hashes of its files.
+
+For each repo in the project:
+
+1. keep the existing pin when the repo is not being upgraded and its declared revision did not
+   change; otherwise resolve the revision to a 40-hex commit;
+2. list the commit's tree and apply include/exclude (re-listed at the pinned commit only when
+   globs are declared, since the lock does not record them);
+3. record path, size, etag (the Hub ETag) and sha256 of EVERY file: LFS files take the tree's
+   `lfs.oid`; regular files are downloaded from `/resolve/<commit>/<path>` and hashed, and their
+   git blob id must equal the tree `oid` (else `HashMismatchError`, nothing written). A sha256
+   already in the lock for the same blob id is reused instead of downloading again;
+4. run the lock hooks (`LOCK_HOOKS`): policy checks and extra entries (e.g. a repo whose remote
+   code an `auto_map` points to) plug in there.
+
+Repos no longer declared drop out. The result is a `Lockfile`, which serializes deterministically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from .config import Project, RepoDecl, matches_patterns
+from .errors import ConfigError
+from .hub import HubClient, RemoteFile
+from .lockfile import LockedRepo, Lockfile
+from .objects import FileEntry, RepoKey
+
+__all__ = [
+    "LOCK_HOOKS",
+    "LockContext",
+    "LockHook",
+    "Outdated",
+    "describe_changes",
+    "lock_project",
+    "lock_repo",
+    "outdated",
+    "stale_reasons",
+]
+
+
+@dataclass
+class LockContext:
+    """What a lock hook sees for one declared repo, after its files are listed and hashed.
+
+    A hook may raise (e.g. `PolicyError`) to stop the lock before anything is written, and may
+    return extra `LockedRepo` entries, typically built with `lock_extra`.
+    """
+
+    project: Project
+    client: HubClient
+    decl: RepoDecl
+    entry: LockedRepo  # the entry about to be written for `decl`
+    previous: Lockfile  # the lock as it was on disk
+    fresh: bool  # True if resolved or re-listed in this run; False if the pin was reused as-is
+    upgrading: bool  # True if this repo is being upgraded
+    remote_files: list[RemoteFile] | None = None  # the full tree, when it was listed in this run
+    _jobs: int = field(default=8, repr=False)
+
+    def lock_extra(
+        self,
+        repo: RepoKey,
+        revision: str,
+        *,
+        include: tuple[str, ...] = (),
+        exclude: tuple[str, ...] = (),
+    ) -> LockedRepo:
+        """Lock another repo on behalf of this one (`required_by` = this repo's id), keeping its
+        previous pin unless this repo is being upgraded."""
+        decl = RepoDecl(repo, revision, include, exclude)
+        old = self.previous.get(repo)
+        entry = None if self.upgrading else _reuse(self.client, decl, old, self._jobs)[0]
+        if entry is None:
+            entry = lock_repo(self.client, decl, known=old, jobs=self._jobs)[0]
+        required = set(entry.required_by) | {str(self.decl.repo)}
+        return LockedRepo(entry.repo, entry.revision, entry.commit, entry.files, entry.complete, tuple(sorted(required)))
+
+
+LockHook = Callable[[LockContext], Iterable[LockedRepo] | None]
+
+#: hooks run by `lock_project` for every declared repo (append yours at import time)
+LOCK_HOOKS: list[LockHook] = []
+
+
+class Outdated(NamedTuple):
+    """A declared repo whose revision now points somewhere other than the lock says."""
+
+    repo: RepoKey
+    revision: str
+    locked: str | None  # None when the repo is not in the lock yet
+    remote: str
+
+
+def _hash_files(
+    client: HubClient, repo: RepoKey, commit: str, files: list[RemoteFile], known: LockedRepo | None, jobs: int
+) -> list[FileEntry]:
+    by_etag = {(f.etag, f.size): f.sha256 for f in (known.files if known else ()) if f.sha256}
+    todo = [f for f in files if f.lfs_sha256 is None and (f.oid, f.size) not in by_etag]
+    digests: dict[str, str] = {}
+    if todo:
+        workers = max(1, min(jobs, len(todo)))
+        with ThreadPoolExecutor(workers) as pool:
+            for f, d in zip(todo, pool.map(lambda f: client.hash_file(repo, commit, f), todo), strict=True):
+                digests[f.path] = d.sha256
+    entries = []
+    for f in files:
+        sha256 = f.lfs_sha256 or by_etag.get((f.oid, f.size)) or digests[f.path]
+        entries.append(FileEntry(f.path, f.size, f.etag, sha256))
+    return entries
+
+
+def _files_at(
+    client: HubClient, decl: RepoDecl, commit: str, known: LockedRepo | None, jobs: int
+) -> tuple[LockedRepo, list[RemoteFile]]:
+    tree = client.list_files(decl.repo, commit)
+    wanted = [f for f in tree if matches_patterns(f.path, decl.include, decl.exclude)]
+    entries = _hash_files(client, decl.repo, commit, wanted, known, jobs)
+    entry = LockedRepo(decl.repo, decl.revision, commit, tuple(entries), complete=len(wanted) == len(tree))
+    return entry, tree
+
+
+def lock_repo(
+    client: HubClient, decl: RepoDecl, *, known: LockedRepo | None = None, jobs: int = 8
+) -> tuple[LockedRepo, list[RemoteFile]]:
+    """Resolve `decl.revision` now and lock the commit's (filtered) files; also return the tree."""
+    commit = client.resolve(decl.repo, decl.revision)
+    return _files_at(client, decl, commit, known, jobs)
+
+
+def _reuse(
+    client: HubClient, decl: RepoDecl, old: LockedRepo | None, jobs: int
+) -> tuple[LockedRepo | None, list[RemoteFile] | None]:
+    """The existing pin, still valid for `decl`, or (None, None) when it must be resolved again."""
+    if old is None or old.revision != decl.revision:
+        return None, None
+    if not decl.filtered and old.complete:
+        return old, None  # the whole tree of the pinned commit: nothing can have changed
+    # globs are not recorded in the lock, so re-list the pinned commit (hashes are reused)
+    entry, tree = _files_at(client, decl, old.commit, old, jobs)
+    entry = LockedRepo(entry.repo, entry.revision, entry.commit, entry.files, entry.complete, old.required_by)
+    return entry, tree
+
+
+def _upgrading(decl: RepoDecl, upgrade: bool | set[str] | frozenset[str]) -> bool:
+    if isinstance(upgrade, bool):
+        return upgrade
+    return decl.repo.id in upgrade or str(decl.repo) in upgrade
+
+
+def lock_project(
+    project: Project,
+    client: HubClient,
+    *,
+    upgrade: bool | set[str] | frozenset[str] = False,
+    hooks: Iterable[LockHook] | None = None,
+    previous: Lockfile | None = None,
+    jobs: int = 8,
+) -> Lockfile:
+    """Lock every declared repo (see the module doc). Writes nothing: pass the result to
+    `hubpin.lockfile.write_lock`.
+
+    `upgrade`: True re-resolves every repo; a set of repo ids (or `datasets/org/name`)
+    re-resolves only those. `previous` defaults to the project's `hubpin.lock`.
+    """
+    if not isinstance(upgrade, bool):
+        known = {d.repo.id for d in project.repos} | {str(d.repo) for d in project.repos}
+        missing = sorted(set(upgrade) - known)
+        if missing:
+            raise ConfigError(f"--upgrade {missing[0]}: not declared in {project.config_path}",
+                              hint="declare it with `hubpin add`")
+    previous = project.read_lock() if previous is None else previous
+    hooks = list(LOCK_HOOKS if hooks is None else hooks)
+    entries: dict[RepoKey, LockedRepo] = {}
+    extras: dict[RepoKey, LockedRepo] = {}
+    for decl in project.repos:
+        old = previous.get(decl.repo)
+        upgrading = _upgrading(decl, upgrade)
+        entry, tree = (None, None) if upgrading else _reuse(client, decl, old, jobs)
+        fresh = entry is not old
+        if entry is None:
+            entry, tree = lock_repo(client, decl, known=old, jobs=jobs)
+        entries[decl.repo] = entry
+        ctx = LockContext(project, client, decl, entry, previous, fresh, upgrading, tree, jobs)
+        for hook in hooks:
+            for extra in hook(ctx) or ():
+                prior = extras.get(extra.repo)
+                if prior is not None and prior.commit == extra.commit:
+                    merged = tuple(sorted(set(prior.required_by) | set(extra.required_by)))
+                    extra = LockedRepo(extra.repo, extra.revision, extra.commit, extra.files, extra.complete, merged)
+                extras[extra.repo] = extra
+    for repo, extra in extras.items():
+        entries.setdefault(repo, extra)  # a declared repo's own entry wins
+    return Lockfile(tuple(entries.values()))
+
+
+def stale_reasons(project: Project, client: HubClient, *, hooks: Iterable[LockHook] | None = None) -> list[str]:
+    """Why `hubpin.lock` does not match the config (empty when it does). Writes nothing.
+
+    Declared-but-unlocked, locked-but-undeclared and changed revisions are found offline;
+    changed include/exclude globs need one tree listing of the pinned commit."""
+    previous = project.read_lock()
+    reasons = []
+    declared = {d.repo for d in project.repos}
+    for decl in project.repos:
+        old = previous.get(decl.repo)
+        if old is None:
+            reasons.append(f"{decl.repo} is declared but not locked")
+        elif old.revision != decl.revision:
+            reasons.append(f"{decl.repo}: revision {decl.revision!r} declared, {old.revision!r} locked")
+    for entry in previous.repos:
+        if entry.repo not in declared and not entry.required_by:
+            reasons.append(f"{entry.repo} is locked but no longer declared")
+    if reasons:
+        return reasons
+    fresh = lock_project(project, client, hooks=hooks, previous=previous)
+    return describe_changes(previous, fresh)
+
+
+def outdated(project: Project, client: HubClient) -> list[Outdated]:
+    """Declared repos whose declared revision now resolves to a commit other than the locked one."""
+    lock = project.read_lock()
+    result = []
+    for decl in project.repos:
+        entry = lock.get(decl.repo)
+        locked = entry.commit if entry is not None else None
+        remote = client.resolve(decl.repo, decl.revision)
+        if remote != locked:
+            result.append(Outdated(decl.repo, decl.revision, locked, remote))
+    return result
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def describe_changes(old: Lockfile, new: Lockfile) -> list[str]:
+    """One human line per repo that differs between two locks (empty when they are equal)."""
+    lines = []
+    keys = sorted({r.repo for r in old.repos} | {r.repo for r in new.repos})
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if b is None:
+            lines.append(f"removed {key}")
+        elif a is None:
+            lines.append(f"locked {key}@{b.revision} = {b.commit} ({len(b.files)} files, {_size(b.total_size)})")
+        elif (a.revision, a.commit) != (b.revision, b.commit):
+            lines.append(f"upgraded {key}: {a.revision}@{a.commit[:12]} -> {b.revision}@{b.commit[:12]} "
+                         f"({len(b.files)} files, {_size(b.total_size)})")
+        else:
+            lines.append(f"updated {key}@{b.revision} = {b.commit[:12]}: files {len(a.files)} -> {len(b.files)}")
+    return lines
