@@ -263,7 +263,8 @@ class _Mirror:
 def create_app(store: Store, config: ServerConfig | None = None) -> Starlette:
     """The mirror ASGI app over `store`. See the module docstring and docs/server.md."""
     mirror = _Mirror(store, config or ServerConfig())
-    app = Starlette(routes=[Route("/{path:path}", mirror.handle, methods=None)])
+    routes = [*mirror.config.routes, Route("/{path:path}", mirror.handle, methods=None)]
+    app = Starlette(routes=routes, middleware=list(mirror.config.middleware))
     app.state.mirror = mirror
     app.state.source = mirror.source
     app.state.config = mirror.config

@@ -58,12 +58,16 @@ class ServerConfig:
         A pull-through mirror passes its own `Source` subclass here.
     page_size / expand_page_size: entries per `/tree/` page (the Hub uses 1000, and 50 with
         `expand=true`); tests lower them to exercise pagination.
+    routes: extra starlette routes, matched before the Hub routes (e.g. `/metrics`, uploads).
+    middleware: starlette `Middleware(...)` entries wrapped around the whole app (outermost first).
     """
 
     access: Access = field(default_factory=AllowAll)
     source: Source | None = None
     page_size: int = 1000
     expand_page_size: int = 50
+    routes: tuple[Any, ...] = ()
+    middleware: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         if self.page_size < 1 or self.expand_page_size < 1:
