@@ -1,0 +1,551 @@
+"""Blob downloads into an HF cache: ranged GETs, resume across runs, hash while writing.
+
+One blob = one `GET /{prefix}{repo}/resolve/{commit}/{path}` (the lock already knows size,
+etag and sha256, so there is no HEAD). The bytes go to a file of this process only, are hashed
+as they arrive, and are published as `blobs/<etag>` with one `os.replace` only after size,
+sha256 and etag all match. Nothing unverified ever sits under a final name.
+
+Resume (huggingface_hub#4196): a download that stops (network error, Ctrl-C, SIGKILL) leaves
+its bytes in `blobs/<etag>.hubpin-partial` (or, after a SIGKILL, in the in-flight name
+`blobs/<etag>.<pid>@<host>.<rand>.hubpin-partial`). The next run claims such a file with an
+atomic rename (so two writers never share one), re-hashes the kept prefix and asks for the
+rest with `Range: bytes=N-`. A server that ignores Range (200) or answers a wrong
+`Content-Range` makes it start again from 0. The file's length is the progress record: its
+content is re-hashed and the final blob verified, so no separate bookkeeping can lie.
+
+Correctness does not depend on file locks (flock is a no-op on some NFS/Lustre mounts): the
+`.locks/<repo folder>/<etag>.lock` lock only avoids downloading the same blob twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import re
+import socket
+import stat
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from ._fsutil import fsync_dir
+from .errors import CheckFailed, DriftError, HashMismatchError, HubpinError, RemoteError
+from .hashing import CHUNK
+from .objects import FileEntry, RepoKey
+
+__all__ = [
+    "PARTIAL_SUFFIX",
+    "BlobTask",
+    "Cancelled",
+    "Downloader",
+    "InsufficientSpaceError",
+    "disk_free",
+    "find_partials",
+    "is_stale_partial",
+    "partial_bytes",
+]
+
+PARTIAL_SUFFIX = ".hubpin-partial"
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64] or "host"
+_PARTIAL = re.compile(
+    r"^(?P<etag>[0-9a-f]{40}|[0-9a-f]{64})(?:\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.[0-9a-f]{8})?"
+    + re.escape(PARTIAL_SUFFIX)
+    + "$"
+)
+#: an in-flight file of another host is taken over only when untouched for this long
+FOREIGN_STALE_SECONDS = 600.0
+_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_RATELIMIT_T = re.compile(r"\bt=(\d+)")
+
+
+class InsufficientSpaceError(CheckFailed, OSError):
+    """Raised when the cache's disk cannot hold the files to download (preflight or ENOSPC)."""
+
+
+class Cancelled(HubpinError):
+    """Raised inside a worker when another download failed and the sync stops."""
+
+
+class _Retry(Exception):
+    """A transient failure: wait (`after` seconds if the server said so) and try again."""
+
+    def __init__(self, reason: str, after: float | None = None, offset: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.after = after
+        self.offset = offset  # bytes safely on disk when it happened
+
+
+class _Restart(Exception):
+    """The kept prefix cannot be continued (Range ignored, wrong Content-Range): start from 0."""
+
+
+@dataclass(frozen=True)
+class BlobTask:
+    """One blob to fetch: the file the URL names, and every locked path sharing its bytes."""
+
+    repo: RepoKey
+    commit: str
+    entry: FileEntry
+    blobs_dir: Path
+    locks_dir: Path
+
+    @property
+    def what(self) -> str:
+        return f"{self.repo}@{self.commit[:12]}/{self.entry.path}"
+
+
+@dataclass
+class BlobResult:
+    downloaded: int = 0  # bytes received over the network
+    reused: int = 0  # bytes taken from a kept partial
+    requests: int = 0
+    skipped: bool = False  # someone else published it meanwhile
+
+
+# -- partial files -------------------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_stale_partial(path: Path, *, now: float | None = None) -> bool:
+    """True when no live writer owns this partial: a resting one, a dead local pid, or an old foreign one."""
+    m = _PARTIAL.match(path.name)
+    if m is None:
+        return False
+    if m.group("pid") is None:
+        return True
+    if m.group("host") == _HOST:
+        return not _pid_alive(int(m.group("pid")))
+    try:
+        age = (now or time.time()) - path.lstat().st_mtime
+    except FileNotFoundError:
+        return False
+    return age > FOREIGN_STALE_SECONDS
+
+
+def find_partials(blobs_dir: Path, etag: str | None = None) -> list[Path]:
+    """Every partial download in `blobs_dir` (of one etag, when given)."""
+    try:
+        names = os.listdir(blobs_dir)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    out = []
+    for name in names:
+        m = _PARTIAL.match(name)
+        if m and (etag is None or m.group("etag") == etag):
+            out.append(blobs_dir / name)
+    return sorted(out)
+
+
+def partial_bytes(blobs_dir: Path, etag: str) -> int:
+    """Bytes already on disk for `etag` in claimable partials (for progress and space checks)."""
+    best = 0
+    for p in find_partials(blobs_dir, etag):
+        if is_stale_partial(p):
+            with contextlib.suppress(OSError):
+                st = p.lstat()
+                if stat.S_ISREG(st.st_mode):
+                    best = max(best, st.st_size)
+    return best
+
+
+def _inflight_name(blobs_dir: Path, etag: str) -> Path:
+    return blobs_dir / f"{etag}.{os.getpid()}@{_HOST}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
+
+
+def _resting_name(blobs_dir: Path, etag: str) -> Path:
+    return blobs_dir / f"{etag}{PARTIAL_SUFFIX}"
+
+
+def _claim(blobs_dir: Path, etag: str, size: int, mine: Path) -> int:
+    """Rename the longest claimable partial of `etag` to `mine`; return its length (0 if none).
+
+    The rename is atomic, so of two processes racing for one partial exactly one gets it.
+    """
+    candidates = []
+    for p in find_partials(blobs_dir, etag):
+        if not is_stale_partial(p):
+            continue
+        with contextlib.suppress(OSError):
+            st = p.lstat()
+            if stat.S_ISREG(st.st_mode):
+                candidates.append((st.st_size, p))
+            else:  # a planted symlink or folder: never write through it
+                p.unlink()
+    for length, p in sorted(candidates, reverse=True):
+        try:
+            os.rename(p, mine)
+        except FileNotFoundError:
+            continue  # another process won it
+        if length > size:  # longer than the blob can be: worthless
+            os.truncate(mine, 0)
+            return 0
+        # the losers of the sort are older attempts at the same bytes: drop them
+        for _n, other in candidates:
+            if other != p:
+                with contextlib.suppress(FileNotFoundError):
+                    other.unlink()
+        return os.stat(mine).st_size
+    return 0
+
+
+# -- disk space ----------------------------------------------------------------------------
+
+
+def disk_free(path: Path) -> int | None:
+    """Free bytes on the filesystem holding `path` (or its nearest existing parent); None if unknown."""
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        usage = os.statvfs(p)
+    except OSError:
+        return None
+    if usage.f_blocks == 0:  # FUSE mounts (BlobFuse, #3097) report nothing: the write path decides
+        return None
+    return usage.f_bavail * usage.f_frsize
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write every byte of `data` (tests replace this to inject ENOSPC)."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    m = _RATELIMIT_T.search(response.headers.get("RateLimit", ""))
+    if m:
+        return float(m.group(1)) + 1
+    value = response.headers.get("Retry-After", "")
+    with contextlib.suppress(ValueError):
+        return max(0.0, float(value))
+    return None
+
+
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+class _Hash:
+    """sha256 always; the git blob sha1 only when the etag is one (regular, non-LFS files)."""
+
+    def __init__(self, entry: FileEntry) -> None:
+        self._entry = entry
+        self.reset()
+
+    def reset(self) -> None:
+        self.sha256 = hashlib.sha256()
+        self.sha1 = None if self._entry.lfs else hashlib.sha1(b"blob %d\0" % self._entry.size)
+
+    def update(self, data: bytes | memoryview) -> None:
+        self.sha256.update(data)
+        if self.sha1 is not None:
+            self.sha1.update(data)
+
+
+# -- the downloader ------------------------------------------------------------------------
+
+
+class Downloader:
+    """Fetch blobs over one keep-alive `httpx.Client` (thread-safe; shared by worker threads).
+
+    `file_url(repo, commit, path)` builds the URL (the HubClient's). `on_bytes(n)` is called as
+    bytes arrive (negative when a restart throws received bytes away).
+    """
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        file_url: Callable[[RepoKey, str, str], str],
+        *,
+        retries: int = 5,
+        backoff: float = 0.5,
+        max_wait: float = 60.0,
+        on_bytes: Callable[[int], None] | None = None,
+        fsync: bool = True,
+        use_locks: bool = True,
+    ) -> None:
+        self.http = http
+        self.file_url = file_url
+        self.retries = retries
+        self.backoff = backoff
+        self.max_wait = max_wait
+        self.on_bytes = on_bytes or (lambda n: None)
+        self.fsync = fsync
+        self.use_locks = use_locks
+        self.stop = threading.Event()
+
+    # public ------------------------------------------------------------------------------
+    def fetch(self, task: BlobTask) -> BlobResult:
+        """Download, verify and publish `task`'s blob; raise a HubpinError on failure."""
+        final = task.blobs_dir / task.entry.etag
+        with self._lock(task):
+            if _is_complete_blob(final, task.entry.size):
+                return BlobResult(skipped=True)
+            return self._fetch_unlocked(task, final)
+
+    # internals ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _lock(self, task: BlobTask):  # type: ignore[no-untyped-def]
+        """The lock huggingface_hub takes too; best effort (correctness never depends on it)."""
+        lock = None
+        if self.use_locks:
+            try:
+                from filelock import FileLock
+
+                task.locks_dir.mkdir(parents=True, exist_ok=True)
+                lock = FileLock(str(task.locks_dir / f"{task.entry.etag}.lock"))
+                lock.acquire()
+            except (OSError, RuntimeError):
+                lock = None  # read-only .locks/, a planted symlink, no flock: go on without it
+        try:
+            yield
+        finally:
+            if lock is not None:
+                with contextlib.suppress(Exception):
+                    lock.release()
+
+    def _fetch_unlocked(self, task: BlobTask, final: Path) -> BlobResult:
+        entry = task.entry
+        task.blobs_dir.mkdir(parents=True, exist_ok=True)
+        mine = _inflight_name(task.blobs_dir, entry.etag)
+        offset = _claim(task.blobs_dir, entry.etag, entry.size, mine)
+        if offset:
+            fd = os.open(mine, os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        else:
+            fd = os.open(mine, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+        result = BlobResult(reused=offset)
+        keep = False  # keep the bytes as a resumable partial when we stop for a transient reason
+        try:
+            h = _Hash(entry)
+            if offset:
+                offset = _hash_prefix(mine, offset, h)
+                os.lseek(fd, offset, os.SEEK_SET)
+            resumed = offset > 0
+            while True:
+                offset = self._download(task, fd, h, offset, result)
+                if _digest_matches(h, entry):
+                    break
+                if resumed:  # the kept prefix was bad (e.g. written before a power loss): once more from 0
+                    resumed = False
+                    self.on_bytes(-offset)
+                    result.reused = 0
+                    offset = 0
+                    os.ftruncate(fd, 0)
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    h = _Hash(entry)
+                    continue
+                actual = h.sha256.hexdigest()
+                kind, expected = "sha256", entry.sha256 or entry.etag
+                if actual == expected and h.sha1 is not None:
+                    kind, expected, actual = "git blob id", entry.etag, h.sha1.hexdigest()
+                raise HashMismatchError(
+                    f"{task.what}: {kind}", expected=expected, actual=actual,
+                    hint="the server sent other bytes than the lock pins; nothing was written to the cache",
+                )
+            if self.fsync:
+                os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            os.replace(mine, final)  # an identical blob published meanwhile is simply replaced
+            if self.fsync:
+                fsync_dir(task.blobs_dir)
+            return result
+        except (RemoteError, Cancelled, KeyboardInterrupt):
+            keep = True
+            raise
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientSpaceError(
+                    f"no space left on device writing {task.what} into {task.blobs_dir}: "
+                    f"needed {entry.size} bytes, free {disk_free(task.blobs_dir) or 0} bytes",
+                    hint="free some space (e.g. `hubpin gc`) or use --cache-dir on a bigger disk; "
+                    "the blobs already published are kept",
+                ) from None
+            raise
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            if keep and _size(mine) > 0:
+                with contextlib.suppress(OSError):
+                    os.replace(mine, _resting_name(task.blobs_dir, entry.etag))
+            with contextlib.suppress(FileNotFoundError):
+                mine.unlink()
+
+    def _download(self, task: BlobTask, fd: int, h: _Hash, offset: int, result: BlobResult) -> int:
+        """GET until `offset == size`, resuming after transient failures; return the final offset."""
+        size = task.entry.size
+        if offset >= size:
+            return offset
+        failures = 0  # consecutive failures that made no progress
+        attempts = 0
+        while offset < size:
+            if self.stop.is_set():
+                raise Cancelled(f"{task.what}: stopped")
+            before = offset
+            attempts += 1
+            try:
+                offset = self._get_once(task, fd, h, offset, result)
+            except _Restart:
+                self.on_bytes(-offset)
+                result.reused = 0
+                os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                h.reset()
+                offset = 0
+                failures = 0
+                continue
+            except _Retry as e:
+                offset = e.offset if e.offset is not None else offset
+                failures = 0 if offset > before else failures + 1
+                if failures > self.retries or attempts > 10 * (self.retries + 1):
+                    raise RemoteError(
+                        f"{task.what}: download failed after {attempts} attempts ({e.reason}); "
+                        f"{offset} of {size} bytes kept for the next run",
+                        hint="rerun `hubpin sync` to continue where it stopped",
+                    ) from None
+                wait = e.after if e.after is not None else self.backoff * (2 ** max(0, failures - 1))
+                if self.stop.wait(min(wait, self.max_wait)):
+                    raise Cancelled(f"{task.what}: stopped") from None
+        return offset
+
+    def _get_once(self, task: BlobTask, fd: int, h: _Hash, offset: int, result: BlobResult) -> int:
+        entry = task.entry
+        size = entry.size
+        url = self.file_url(task.repo, task.commit, entry.path)
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        result.requests += 1
+        try:
+            with self.http.stream("GET", url, headers=headers) as r:
+                self._check_response(task, r)
+                start = offset
+                if r.status_code == 206:
+                    m = _CONTENT_RANGE.match(r.headers.get("Content-Range", ""))
+                    if not m or int(m.group(1)) != offset or (m.group(3) != "*" and int(m.group(3)) != size):
+                        raise _Restart()
+                elif offset:  # 200 to a Range request: the whole body again; start over with it
+                    self.on_bytes(-offset)
+                    result.reused = 0
+                    os.ftruncate(fd, 0)
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    h.reset()
+                    offset = start = 0
+                declared = r.headers.get("Content-Length")
+                if declared is not None and declared.isdigit() and start + int(declared) != size:
+                    ctype = r.headers.get("Content-Type", "?").split(";")[0]
+                    raise HashMismatchError(
+                        f"{task.what}: size", expected=f"{size} bytes",
+                        actual=f"{start + int(declared)} bytes ({ctype} answer from {_host(url)})",
+                        hint="a proxy or captive portal may be answering instead of the Hub; check --endpoint",
+                    )
+                try:
+                    for chunk in r.iter_raw():
+                        if not chunk:
+                            continue
+                        if offset + len(chunk) > size:
+                            raise HashMismatchError(
+                                f"{task.what}: size", expected=f"{size} bytes", actual=f"more than {size} bytes",
+                                hint="the server sent more bytes than the lock pins; nothing was written to the cache",
+                            )
+                        _write_all(fd, chunk)
+                        h.update(chunk)
+                        offset += len(chunk)
+                        result.downloaded += len(chunk)
+                        self.on_bytes(len(chunk))
+                        if self.stop.is_set():
+                            raise Cancelled(f"{task.what}: stopped")
+                except (httpx.TransportError, httpx.StreamError) as e:
+                    raise _Retry(f"connection lost after {offset} of {size} bytes: {type(e).__name__}",
+                                 offset=offset) from None
+        except httpx.TransportError as e:
+            raise _Retry(f"{type(e).__name__}: {e}", offset=offset) from None
+        if offset < size:
+            raise _Retry(f"body ended after {offset} of {size} bytes", offset=offset)
+        return offset
+
+    def _check_response(self, task: BlobTask, r: httpx.Response) -> None:
+        """Status and `X-Repo-Commit`, before a single byte is written."""
+        status = r.status_code
+        if status in _RETRY_STATUS:
+            raise _Retry(f"HTTP {status}", _retry_after(r))
+        if status >= 400:
+            code = r.headers.get("X-Error-Code", "")
+            hint = {
+                401: "the endpoint wants a token: set HF_TOKEN",
+                403: "the token may not read this repo",
+            }.get(status, "the pinned commit may be gone from the endpoint (history squashed?); "
+                          "`hubpin sync --from BUNDLE` installs it from a bundle")
+            raise RemoteError(
+                f"{task.what}: HTTP {status}{' ' + code if code else ''} from {_host(str(r.url))}", hint=hint
+            )
+        if status not in (200, 206):
+            raise RemoteError(f"{task.what}: unexpected HTTP {status} from {_host(str(r.url))}")
+        # the commit the server says it served; on redirects the first hop that names one counts
+        served = next(
+            (x.headers["X-Repo-Commit"] for x in (*r.history, r) if "X-Repo-Commit" in x.headers), None
+        )
+        if served != task.commit:
+            raise DriftError(
+                f"{task.what}: server answered commit {served or '(none)'}, expected locked {task.commit}",
+                hint="the endpoint does not serve the pinned commit; nothing was written. Check --endpoint, "
+                "or use `hubpin sync --from BUNDLE`",
+            )
+
+
+def _host(url: str) -> str:
+    return httpx.URL(url).host or url
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.lstat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _is_complete_blob(path: Path, size: int) -> bool:
+    try:
+        st = path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == size
+
+
+def _hash_prefix(path: Path, length: int, h: _Hash) -> int:
+    """Feed the first `length` bytes of `path` to `h`; return how many were read."""
+    done = 0
+    with open(path, "rb") as f:
+        while done < length:
+            chunk = f.read(min(CHUNK, length - done))
+            if not chunk:
+                break
+            h.update(chunk)
+            done += len(chunk)
+    return done
+
+
+def _digest_matches(h: _Hash, entry: FileEntry) -> bool:
+    sha256 = h.sha256.hexdigest()
+    if entry.sha256 is not None and sha256 != entry.sha256:
+        return False
+    actual_etag = sha256 if entry.lfs else (h.sha1.hexdigest() if h.sha1 is not None else "")
+    return actual_etag == entry.etag
