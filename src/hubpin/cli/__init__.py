@@ -7,6 +7,6 @@ Each command lives in its own `_<name>.py` module and is registered below.
 from __future__ import annotations
 
 from ._app import main
-from . import _publish, _serve, _token, _lock  # noqa: F401,E402  (registers commands)
+from . import _publish, _serve, _token, _lock, _bundle  # noqa: F401,E402  (registers commands)
 
 __all__ = ["main"]

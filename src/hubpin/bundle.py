@@ -1,0 +1,387 @@
+"""Air-gap bundles: carry pinned repos across an air gap, proven intact.
+
+    export_bundle(OUT, store, entries, sign_key=KEY)   one file: manifest, blobs, signature
+    export_dir(OUT, store, entries)                    OUT/<org>/<name>/… real files
+    import_bundle(BUNDLE, store, trust=PUB)            verify everything, then install
+    sync_from_bundle(lock, BUNDLE)                     install exactly the locked files
+    bundle_info(BUNDLE)                                manifest + signer, no blob read
+
+Import streams the bundle into a staging folder on the target's filesystem, hashing every
+byte; only when every blob, the end of the archive and (with `trust`) the signature checked
+out are blobs moved into place, then snapshots, `trees/`, and refs. On any failure the staging
+folder is removed and the target is left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._bundle_format import BlobRef, Manifest
+from ._bundle_read import BlobDigest, BundleReader
+from ._bundle_write import select_entries, write_bundle, write_dir
+from ._fsutil import open_new
+from .errors import BundleError, HubpinError, NotSyncedError
+from .lockfile import LockedRepo, Lockfile
+from .objects import Commit, RepoKey
+from .paths import is_commit_sha
+from .signing import KeyPair, fingerprint, generate_keypair, load_public_key
+from .store import LocalStore, Store, open_store
+
+__all__ = [
+    "BundleInfo",
+    "ImportReport",
+    "KeyPair",
+    "bundle_info",
+    "export_bundle",
+    "export_dir",
+    "generate_keypair",
+    "import_bundle",
+    "select_entries",
+    "sync_from_bundle",
+]
+
+
+# -- export -------------------------------------------------------------------------------
+def export_bundle(out: str | os.PathLike[str], store: Store, entries: list[LockedRepo], *,
+                  sign_key: str | os.PathLike[str] | None = None) -> Manifest:
+    """Write one bundle file `out` holding `entries` (see `select_entries`), read and re-verified
+    from `store`. Signed with the ed25519 private key `sign_key` when given. Nothing is left at
+    `out` on failure (a corrupt cached blob raises `HashMismatchError`)."""
+    require_present(store, entries)
+    fsync = getattr(store, "fsync", True)
+    return write_bundle(store, entries, Path(out), sign_key=Path(sign_key) if sign_key else None, fsync=fsync)
+
+
+def export_dir(out: str | os.PathLike[str], store: Store, entries: list[LockedRepo]) -> dict[str, Any]:
+    """Write `out/<org>/<name>/<path>` byte-identical real files (+ `hubpin-manifest.json`), loadable
+    with `from_pretrained(out/<org>/<name>)`. Verified while copying; nothing left on failure."""
+    require_present(store, entries)
+    return write_dir(store, entries, Path(out), fsync=getattr(store, "fsync", True))
+
+
+# -- info ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BundleInfo:
+    """What `bundle_info` read: the manifest, the signer (verified) and the file size."""
+
+    path: Path
+    manifest: Manifest
+    signer: str | None
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bundle": str(self.path),
+            "bytes": self.size,
+            "signed": self.signer is not None,
+            "signer": self.signer,
+            "blobs": len(self.manifest.blobs),
+            "blob_bytes": self.manifest.total_size,
+            "repos": [{"type": r.repo.type, "id": r.repo.id, "revision": r.revision, "commit": r.commit,
+                       "complete": r.complete, "files": len(r.files), "bytes": r.total_size}
+                      for r in self.manifest.repos],
+        }
+
+
+def bundle_info(path: str | os.PathLike[str]) -> BundleInfo:
+    """Read only the manifest and the trailing signature (verified against the manifest)."""
+    with BundleReader(path) as r:
+        return BundleInfo(Path(path), r.manifest, r.tail_signature.fingerprint if r.tail_signature else None,
+                          os.path.getsize(path))
+
+
+# -- import -------------------------------------------------------------------------------
+@dataclass
+class ImportReport:
+    """What an import did. `refs_kept` lists refs left pointing elsewhere (use force to move them)."""
+
+    target: str
+    signer: str | None
+    trusted: bool
+    repos: list[tuple[str, str, str, int]] = field(default_factory=list)  # (repo, revision, commit, files)
+    blobs: int = 0
+    bytes: int = 0
+    refs_set: list[tuple[str, str, str]] = field(default_factory=list)  # (repo, ref, commit)
+    refs_kept: list[tuple[str, str, str, str]] = field(default_factory=list)  # (repo, ref, existing, bundle)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target, "signer": self.signer, "trusted": self.trusted, "blobs": self.blobs,
+            "bytes": self.bytes,
+            "repos": [{"repo": r, "revision": v, "commit": c, "files": n} for r, v, c, n in self.repos],
+            "refs_set": [{"repo": r, "ref": n, "commit": c} for r, n, c in self.refs_set],
+            "refs_kept": [{"repo": r, "ref": n, "existing": e, "bundle": b} for r, n, e, b in self.refs_kept],
+        }
+
+
+class _StagingFile:
+    """A new file in the staging folder (O_EXCL|O_NOFOLLOW); raw writes, no userspace buffer."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._f = open_new(path)
+
+    def write(self, data: memoryview) -> None:
+        self._f.write(data)
+
+    def close(self, fsync: bool) -> None:
+        try:
+            self._f.flush()
+            if fsync:
+                os.fsync(self._f.fileno())
+        finally:
+            self._f.close()
+
+
+def _covering(manifest: Manifest, lock: Lockfile, bundle: Path) -> list[LockedRepo]:
+    """The lock's entries, after checking the bundle holds every locked file identically."""
+    problems = []
+    for want in lock.repos:
+        have = next((r for r in manifest.repos if r.repo == want.repo), None)
+        if have is None:
+            problems.append(f"{want.repo} missing")
+        elif have.commit != want.commit:
+            problems.append(f"{want.repo} commit expected {want.commit}, got {have.commit}")
+        else:
+            for f in want.files:
+                g = next((x for x in have.files if x.path == f.path), None)
+                if g is None:
+                    problems.append(f"{want.repo}: {f.path} missing")
+                elif (g.size, g.etag, g.sha256) != (f.size, f.etag, f.sha256):
+                    problems.append(f"{want.repo}: {f.path} expected size {f.size} sha256 {f.sha256}, "
+                                    f"got size {g.size} sha256 {g.sha256}")
+    if problems:
+        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise BundleError(f"bundle {bundle} does not cover the lock: {'; '.join(problems[:3])}{more}",
+                          hint="export a new bundle from a machine synced to this lock")
+    return list(lock.repos)
+
+
+def _no_space(target: str, needed: int, root: Path) -> HubpinError:
+    free = shutil.disk_usage(root).free if root.exists() else 0
+    return HubpinError(f"no space left on device importing into {target}: needed {needed} bytes, free {free}",
+                       hint="free some space, or import into another --cache-dir; nothing was changed")
+
+
+def _existing_parent(p: Path) -> Path:
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def import_bundle(bundle: str | os.PathLike[str], store: Store | str | os.PathLike[str] | None = None, *,
+                  trust: str | os.PathLike[str] | None = None, force: bool = False,
+                  lock: Lockfile | None = None) -> ImportReport:
+    """Verify `bundle` completely, then install it into `store` (a Store, a cache folder, or None
+    for the default HF cache). With `trust` (a public key file) an unsigned bundle or one signed by
+    another key is refused before anything is written. Existing refs pointing elsewhere are kept
+    unless `force`. With `lock`, only the locked files are installed (the bundle must cover them)."""
+    bundle = Path(bundle)
+    target = store if isinstance(store, Store) else open_store(store)
+    trusted_fpr = fingerprint(load_public_key(trust)) if trust is not None else None
+    with BundleReader(bundle) as reader:
+        sig = reader.tail_signature
+        if trusted_fpr is not None:
+            if sig is None:
+                raise BundleError(f"bundle {bundle}: unsigned (expected a signature by {trusted_fpr})",
+                                  hint="ask the sender to export with --sign, or import without --trust")
+            if sig.fingerprint != trusted_fpr:
+                raise BundleError(f"bundle {bundle}: signed by {sig.fingerprint} (expected {trusted_fpr})",
+                                  hint="the bundle was signed with a key you do not trust")
+        manifest = reader.manifest
+        entries = _covering(manifest, lock, bundle) if lock is not None else list(manifest.repos)
+        report = ImportReport(target.location, sig.fingerprint if sig else None, trusted_fpr is not None)
+        _install(reader, entries, target, force, report)
+    return report
+
+
+def sync_from_bundle(lock: Lockfile, bundle_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None,
+                     trust: Path | None = None) -> ImportReport:
+    """`hubpin sync --from BUNDLE`: install exactly the locked files from a bundle into the HF cache.
+
+    The bundle must hold every locked repo at its locked commit with every locked file identical
+    (size, etag, sha256), else `BundleError` before anything is written. `refs/<revision>` is set to
+    the locked commit (the lock is the user's intent)."""
+    return import_bundle(bundle_path, cache_dir, trust=trust, force=True, lock=lock)
+
+
+def _plan_refs(target: Store, entries: list[LockedRepo], force: bool,
+               report: ImportReport) -> list[tuple[RepoKey, str, str]]:
+    todo = []
+    for r in entries:
+        if is_commit_sha(r.revision):
+            continue  # clients resolve a full sha straight to snapshots/<sha>
+        existing = target.get_ref(r.repo, r.revision)
+        if existing is not None and existing != r.commit and not force:
+            report.refs_kept.append((str(r.repo), r.revision, existing, r.commit))
+            continue
+        todo.append((r.repo, r.revision, r.commit))
+    return todo
+
+
+def _install(reader: BundleReader, entries: list[LockedRepo], target: Store, force: bool,
+             report: ImportReport) -> None:
+    needed: dict[str, BlobRef] = {b.sha256: b for b in reader.manifest.blobs}
+    wanted = {str(f.sha256) for r in entries for f in r.files}
+    need_sha1 = {str(f.sha256) for r in entries for f in r.files if not f.lfs}
+    needed_bytes = sum(b.size for s, b in needed.items() if s in wanted)
+    local = isinstance(target, LocalStore)
+    fsync = getattr(target, "fsync", True)
+    created: list[Path] = []
+    if local:
+        assert isinstance(target, LocalStore)
+        for d in (target.root, target.root / ".hubpin"):
+            if not d.exists():
+                d.mkdir(parents=True)  # hidden folder on the target fs: renames out of it are atomic
+                created.append(d)
+        staging = target.root / ".hubpin" / f"staging-{uuid.uuid4().hex}"
+        staging.mkdir()
+        space_root = target.root
+    else:
+        staging = Path(tempfile.mkdtemp(prefix="hubpin-staging-"))
+        space_root = staging
+    try:
+        free = shutil.disk_usage(_existing_parent(space_root)).free
+        if 0 < free < needed_bytes:  # advisory: some filesystems report 0 free
+            raise _no_space(target.location, needed_bytes, space_root)
+        digests = _stream_to_staging(reader, staging, wanted, need_sha1, fsync, target.location, needed_bytes,
+                                     space_root)
+        _check_etags(entries, digests, reader.path)
+        refs = _plan_refs(target, entries, force, report)
+        if local:
+            assert isinstance(target, LocalStore)
+            _commit_local(target, staging, entries, report)
+        else:
+            _commit_store(target, staging, entries, report)
+        for repo, name, sha in refs:
+            target.set_ref(repo, name, sha)
+            report.refs_set.append((str(repo), name, sha))
+        report.repos = [(str(r.repo), r.revision, r.commit, len(r.files)) for r in entries]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        for d in reversed(created):
+            with contextlib.suppress(OSError):
+                d.rmdir()  # only if still empty: a failed import leaves the target as it was
+
+
+def _stream_to_staging(reader: BundleReader, staging: Path, wanted: set[str], need_sha1: set[str], fsync: bool,
+                       target: str, needed_bytes: int, space_root: Path) -> dict[str, BlobDigest]:
+    open_files: list[_StagingFile] = []
+
+    def sink(blob: BlobRef):  # type: ignore[no-untyped-def]
+        if blob.sha256 not in wanted:
+            return None  # not installed (sync of a subset): hashed on the way past, never written
+        for f in open_files:
+            f.close(fsync)
+        open_files.clear()
+        sf = _StagingFile(staging / blob.sha256)
+        open_files.append(sf)
+        return sf.write
+
+    try:
+        digests = reader.blobs(sink, need_sha1)
+        for f in open_files:
+            f.close(fsync)
+        open_files.clear()
+        reader.finish()
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _no_space(target, needed_bytes, space_root) from e
+        raise HubpinError(f"importing into {target}: {e.strerror or e} ({e.filename or 'staging'})",
+                          hint="nothing was changed") from e
+    finally:
+        for f in open_files:
+            with contextlib.suppress(OSError):
+                f.close(False)
+    return digests
+
+
+def _check_etags(entries: list[LockedRepo], digests: dict[str, BlobDigest], bundle: Path) -> None:
+    for r in entries:
+        for f in r.files:
+            d = digests[str(f.sha256)]
+            actual = d.sha256 if f.lfs else d.git_sha1
+            if actual != f.etag:
+                raise BundleError(f"bundle {bundle}: {r.repo}: {f.path} etag expected {f.etag}, got {actual}",
+                                  hint="the manifest does not match the bytes; get a fresh copy")
+
+
+def _destinations(entries: list[LockedRepo]) -> list[tuple[RepoKey, str, str, int]]:
+    seen: set[tuple[RepoKey, str]] = set()
+    out = []
+    for r in entries:
+        for f in r.files:
+            if (r.repo, f.etag) not in seen:
+                seen.add((r.repo, f.etag))
+                out.append((r.repo, f.etag, str(f.sha256), f.size))
+    return out
+
+
+def _commit_local(store: LocalStore, staging: Path, entries: list[LockedRepo], report: ImportReport) -> None:
+    dests = _destinations(entries)
+    # every copy a shared blob needs is made inside staging first: after this, only renames remain
+    uses: dict[str, int] = {}
+    staged: list[tuple[Path, Path]] = []
+    for repo, etag, sha, size in dests:
+        n = uses.get(sha, 0)
+        uses[sha] = n + 1
+        src = staging / sha
+        if n:
+            extra = staging / f"{sha}.{n}"
+            try:
+                os.link(src, extra)  # blobs are immutable: one inode, no extra space
+            except OSError:
+                shutil.copyfile(src, extra)
+            src = extra
+        final = store.blob_path(repo, etag)
+        store._check_no_symlinks(final.parent)  # never write through a planted link
+        staged.append((src, final))
+        report.blobs += 1
+        report.bytes += size
+    for src, final in staged:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, final)  # a verified copy replaces whatever was cached under that name
+    for r in entries:
+        commit = Commit(sha=r.commit, files=r.files, complete=r.complete)
+        if r.complete:
+            store.put_commit(r.repo, commit)
+        else:
+            store.link_snapshot(r.repo, commit)  # a partial commit gets no trees/ entry and no record
+
+
+def _commit_store(store: Store, staging: Path, entries: list[LockedRepo], report: ImportReport) -> None:
+    for repo, etag, sha, size in _destinations(entries):
+        with store.blob_writer(repo, etag, size, sha) as w, open(staging / sha, "rb") as f:
+            while chunk := f.read(4 << 20):
+                w.write(chunk)
+        report.blobs += 1
+        report.bytes += size
+    for r in entries:
+        store.put_commit(r.repo, Commit(sha=r.commit, files=r.files, complete=r.complete))
+
+
+def missing_from(store: Store, entries: list[LockedRepo]) -> list[str]:
+    """Files of `entries` whose blob is not in `store` (for a clear error before exporting)."""
+    out = []
+    for r in entries:
+        commit = Commit(sha=r.commit, files=r.files, complete=False)
+        for f in r.files:
+            if not store.has_blob(r.repo, f.etag) and store.file_path(r.repo, commit, f.path) is None:
+                out.append(f"{r.repo}: {f.path}")
+    return out
+
+
+def require_present(store: Store, entries: list[LockedRepo]) -> None:
+    missing = missing_from(store, entries)
+    if missing:
+        more = f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise NotSyncedError(f"{store.location}: {'; '.join(missing[:3])}{more} not present (expected every "
+                             "file to export)", hint="run `hubpin sync` first, or pass the right --cache-dir")
