@@ -45,7 +45,7 @@ class Target:
 
 def _segments(raw_path: bytes) -> list[str]:
     if len(raw_path) > MAX_RAW_PATH:
-        raise HubError(414, "UriTooLong", f"request path longer than {MAX_RAW_PATH} bytes")
+        raise HubError.bad_request(f"request path longer than {MAX_RAW_PATH} bytes")
     raw = raw_path.split(b"?", 1)[0]
     if not raw.startswith(b"/"):
         raise HubError.bad_request("request path must start with '/'")
