@@ -106,7 +106,7 @@ def _walk(data: bytes | io.BytesIO, limit: int | None = None) -> tuple[int, bool
 
 
 def is_pickle_bytes(prefix: bytes, *, complete: bool = False) -> str | None:
-    """`"pickle (protocol N)"` when `prefix` starts a pickle stream, else None.
+    """`"pickle protocol N"` when `prefix` starts a pickle stream, else None.
 
     Protocol 2+ starts with `\\x80` and the protocol byte; the opcodes after it must parse.
     Protocol 0/1 has no magic, so the prefix must walk as a plausible opcode stream: reach STOP,
@@ -118,18 +118,18 @@ def is_pickle_bytes(prefix: bytes, *, complete: bool = False) -> str | None:
         count, stopped, err = _walk(prefix)
         # a truncated prefix ends in an error; a couple of good opcodes is plausible enough
         if stopped or count >= 3 or (err is None and count >= 2):
-            return f"pickle (protocol {prefix[1]})"
+            return f"pickle protocol {prefix[1]}"
         return None
     if prefix[0] not in _LEGACY_FIRST:
         return None
     count, stopped, err = _walk(prefix)
     if stopped and count >= 2:
-        return "pickle (protocol 0/1)"
+        return "pickle protocol 0/1"
     if err is not None and count >= 2:
         if not complete and len(prefix) >= PREFIX_BYTES and _ran_to_end(prefix):
-            return "pickle (protocol 0/1)"
+            return "pickle protocol 0/1"
         if _has_global(prefix):
-            return "pickle (protocol 0/1, broken)"
+            return "pickle protocol 0/1, broken"
     return None
 
 
@@ -358,19 +358,40 @@ def _stack_global(ops: list[tuple[str, object]], memo: dict[int, object]) -> tup
     return values[1], values[0]
 
 
+class _Records(logging.Handler):
+    """Collects picklescan's warnings: it reports some parse failures only as a log line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def _picklescan_problems(name: str, data: bytes) -> list[str]:
     """picklescan in strict allow-list mode; an error, a skip or a parse failure counts as failure."""
     from picklescan import scanner  # imported late: only needed when pickle is allowed
 
-    logging.getLogger("picklescan").setLevel(logging.CRITICAL)  # we report, not its logger
+    log = logging.getLogger("picklescan")
+    records = _Records()
+    old_level, old_propagate = log.level, log.propagate
+    log.setLevel(logging.WARNING)
+    log.propagate = False  # we report; its logger would print to stderr
+    log.addHandler(records)
     try:
         result = scanner.scan_pickle_bytes(io.BytesIO(data), name or "file", strict=True)
     except Exception as e:  # the CLI maps any exception to rc 2
         return [f"picklescan failed: {e}"]
+    finally:
+        log.removeHandler(records)
+        log.setLevel(old_level)
+        log.propagate = old_propagate
     problems = []
     if result.scanned_files == 0:
         problems.append("picklescan skipped it")
-    if result.scan_err:
+    parse_failed = [m for m in records.messages if "could not parse" in m or "ERROR" in m]
+    if result.scan_err or parse_failed:
         problems.append("picklescan could not parse it")
     if result.issues_count:
         bad = sorted(f"{g.module}.{g.name}" for g in result.globals if g.safety.value != "innocuous")
