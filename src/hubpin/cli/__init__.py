@@ -9,4 +9,6 @@ from __future__ import annotations
 from ._app import main
 from . import _publish, _serve, _token, _lock, _bundle  # noqa: F401,E402  (registers commands)
 
+from . import _policy  # noqa: F401,E402  (scan, licenses, doctor)
+
 __all__ = ["main"]
