@@ -258,3 +258,37 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "all identical to the source folders" in out
     assert out.rstrip().splitlines()[-2].startswith("ok:") or "ok:" in out
     assert (workdir / "store").is_dir()  # --workdir keeps the files
+
+
+def test_demo_failing_step_gives_one_error_line_and_stops_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    from hubpin.demo import __main__ as demo_main
+
+    for var in demo_main.PARENT_ENV:  # main() sets these; restore them after the test
+        monkeypatch.setenv(var, os.environ.get(var, ""))
+    servers: list = []
+
+    def make_empty_store(demo: demo_main.Demo) -> None:
+        demo.store.mkdir()
+
+    def boom(demo: demo_main.Demo) -> None:
+        assert demo.server is not None and demo.server.poll() is None  # the mirror is running
+        servers.append(demo.server)
+        raise demo_main.DemoError("the model differs", hint="look at serve.log")
+
+    steps = [("empty store", make_empty_store), ("serve", demo_main.step_serve), ("load: check", boom)]
+    monkeypatch.setattr(demo_main, "STEPS", steps)
+    workdir = tmp_path / "demo"
+
+    assert demo_main.main(["--workdir", str(workdir)]) == 1
+
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["error: step 3 (load): the model differs", "hint: look at serve.log"]
+    assert servers[0].poll() is not None  # the mirror process was stopped
+    assert (workdir / "serve.log").is_file()  # the work folder is kept for inspection
+    # non-empty --workdir is refused as bad input, before anything runs
+    assert demo_main.main(["--workdir", str(workdir)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --workdir {workdir} is not empty")

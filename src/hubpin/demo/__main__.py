@@ -46,6 +46,16 @@ ST_REPO = "hubpin-demo/tiny-sentence-transformer"
 DATASET_REPO = "hubpin-demo/tiny-dataset"
 
 
+#: set in the demo's own process, which only builds fixtures and must never reach a network
+PARENT_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
 class DemoError(Exception):
     """A demo step failed; `hint` says what to try next."""
 
@@ -375,8 +385,11 @@ def main(argv: list[str] | None = None) -> int:
     if opts.workdir is not None:
         workdir = opts.workdir.absolute()
         if workdir.exists() and any(workdir.iterdir()):
-            say(f"error: --workdir {workdir} is not empty; the demo needs an empty or new folder")
-            say("hint: pass a new path, or omit --workdir to use a temp folder")
+            print(
+                f"error: --workdir {workdir} is not empty; the demo needs an empty or new folder",
+                file=sys.stderr,
+            )
+            print("hint: pass a new path, or omit --workdir to use a temp folder", file=sys.stderr)
             return 2
         workdir.mkdir(parents=True, exist_ok=True)
     else:
@@ -384,14 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     keep = opts.keep or opts.workdir is not None
     # this process only builds fixtures and must never reach a network: keep huggingface_hub
     # offline and quiet here (set before the fixture makers import it); clients get their own env
-    for var, value in {
-        "HF_HUB_OFFLINE": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-        "TRANSFORMERS_VERBOSITY": "error",
-        "TOKENIZERS_PARALLELISM": "false",
-    }.items():
-        os.environ[var] = value
+    os.environ.update(PARENT_ENV)
     say(f"hubpin demo in {workdir}")
     t0 = time.monotonic()
     try:
