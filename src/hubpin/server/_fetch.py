@@ -1,0 +1,147 @@
+"""Single-flight blob fetches: one upstream download per blob, any number of readers.
+
+The leader (a background thread) streams the upstream body into a spool file and, in the same
+pass, into the store's `BlobWriter` (which hashes and verifies before publishing). Readers
+stream the spool file as it grows. The last byte is held back until the blob is verified: a
+body that fails the size or hash check is cut one byte short for every reader, so each
+client's own size check fails too, and nothing reaches the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from ..errors import HubpinError
+from ..objects import FileEntry, RepoKey
+from ..store import Store
+
+__all__ = ["BlobFetch", "FetchFailed", "SingleFlight"]
+
+CHUNK = 1 << 20
+
+
+class FetchFailed(Exception):
+    """Raised in a reader when the upstream body failed (network, size or hash)."""
+
+
+class BlobFetch:
+    """One in-progress download of `entry`'s blob; readers call `iter_range`."""
+
+    def __init__(self, repo: RepoKey, entry: FileEntry, spool_dir: Path) -> None:
+        self.repo = repo
+        self.entry = entry
+        fd, name = tempfile.mkstemp(prefix=f".{entry.etag[:16]}.", suffix=".spool", dir=spool_dir)
+        self._fd = fd
+        self.spool = Path(name)
+        self.cond = threading.Condition()
+        self.written = 0
+        self.done = False  # verified and published
+        self.error: str | None = None
+        self.store: Store | None = None
+
+    # -- leader side ----------------------------------------------------------------------
+    def run(
+        self, store: Store, chunks: Iterator[bytes], on_finish: Callable[[], None] = lambda: None
+    ) -> Exception | None:
+        """Copy `chunks` to the spool and the store; publish only if size and hashes match.
+
+        Returns the exception that stopped the fetch (also shown to every reader), or None.
+        """
+        self.store = store
+        try:
+            with store.blob_writer(self.repo, self.entry.etag, self.entry.size, self.entry.sha256) as w:
+                for chunk in chunks:
+                    w.write(chunk)  # raises before writing past the expected size
+                    os.write(self._fd, chunk)
+                    with self.cond:
+                        self.written += len(chunk)
+                        self.cond.notify_all()
+            with self.cond:
+                self.done = True
+                self.cond.notify_all()
+            return None
+        except BaseException as e:
+            with self.cond:
+                self.error = str(e) if isinstance(e, HubpinError) else f"{type(e).__name__}: {e}"
+                self.cond.notify_all()
+            if not isinstance(e, Exception):
+                raise
+            return e
+        finally:
+            os.close(self._fd)
+            on_finish()  # new readers now go to the store (or start a new fetch)
+            with contextlib.suppress(FileNotFoundError):
+                self.spool.unlink()  # open readers keep their own descriptor
+
+    # -- reader side ----------------------------------------------------------------------
+    def iter_range(self, start: int, end: int, wait: float = 60.0) -> Iterator[bytes]:
+        """Yield bytes [start, end) as they arrive; raise FetchFailed if the fetch fails."""
+        size = self.entry.size
+        try:
+            fd = os.open(self.spool, os.O_RDONLY)
+        except FileNotFoundError:  # finished between join() and here
+            if not self.done:
+                raise FetchFailed(self.error or "upstream fetch ended") from None
+            assert self.store is not None
+            yield from self.store.read_blob(self.repo, self.entry.etag, start, end)
+            return
+        try:
+            pos = start
+            while pos < end:
+                with self.cond:
+                    while True:
+                        if self.error is not None:
+                            raise FetchFailed(self.error)
+                        # unverified: everything but the last byte
+                        limit = size if self.done else min(self.written, size - 1)
+                        if limit > pos:
+                            break
+                        if not self.cond.wait(wait):
+                            raise FetchFailed(f"no upstream bytes for {wait:.0f} s")
+                n = min(limit, end) - pos
+                while n > 0:
+                    data = os.pread(fd, min(n, CHUNK), pos)
+                    if not data:
+                        raise FetchFailed("spool file shorter than announced")
+                    pos += len(data)
+                    n -= len(data)
+                    yield data
+        finally:
+            os.close(fd)
+
+
+class SingleFlight:
+    """At most one `BlobFetch` per (repo, etag) at a time."""
+
+    def __init__(self, spool_dir: Path) -> None:
+        self.spool_dir = spool_dir
+        self._lock = threading.Lock()
+        self._active: dict[tuple[RepoKey, str], BlobFetch] = {}
+
+    def join(
+        self, repo: RepoKey, entry: FileEntry, start_leader: Callable[[BlobFetch], None]
+    ) -> tuple[BlobFetch, bool]:
+        """The fetch in progress for the blob, or a new one started with `start_leader`.
+
+        Returns (fetch, started_here). `start_leader` must start the download in the background.
+        """
+        key = (repo, entry.etag)
+        with self._lock:
+            fetch = self._active.get(key)
+            if fetch is not None:
+                return fetch, False
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            fetch = BlobFetch(repo, entry, self.spool_dir)
+            self._active[key] = fetch
+        start_leader(fetch)
+        return fetch, True
+
+    def finish(self, fetch: BlobFetch) -> None:
+        with self._lock:
+            if self._active.get((fetch.repo, fetch.entry.etag)) is fetch:
+                del self._active[(fetch.repo, fetch.entry.etag)]

@@ -1,0 +1,91 @@
+"""Assemble the production mirror's `ServerConfig`: tokens, pull-through, lock pinning,
+uploads, metrics, access log and request limits (`hubpin serve --upstream/--allow/--lock …`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from starlette.middleware import Middleware
+
+from ..errors import BadInput
+from ..lockfile import read_lock
+from ..store import Store
+from ..tokens import validate_globs
+from ._limits import Limits, LimitsMiddleware
+from ._metrics import ObservabilityMiddleware
+from ._upload import upload_routes
+from .auth import TokenAccess
+from .config import ServerConfig
+from .proxy import MirrorSource, Upstream
+
+__all__ = ["production_config", "read_token_file"]
+
+log = logging.getLogger("hubpin.server")
+
+
+def read_token_file(path: str | Path) -> str:
+    """The upstream token from a file (one line); never taken from the command line or the log."""
+    try:
+        token = Path(path).read_text("utf-8").strip()
+    except OSError as e:
+        raise BadInput(f"--upstream-token-file {path}: cannot read it ({e.strerror})") from None
+    if not token or "\n" in token:
+        raise BadInput(f"--upstream-token-file {path}: expected exactly one non-empty line")
+    return token
+
+
+def production_config(
+    store: Store,
+    *,
+    public: Iterable[str] = (),
+    upstream: str | None = None,
+    upstream_token_file: str | Path | None = None,
+    allow: Iterable[str] = (),
+    deny: Iterable[str] = (),
+    lock: str | Path | None = None,
+    limits: Limits | None = None,
+    token_ttl: float = 2.0,
+    ref_ttl: float = 60.0,
+) -> ServerConfig:
+    """The ServerConfig `hubpin serve` runs with. Raises BadInput for inconsistent options."""
+    public = validate_globs(tuple(public), "--public")
+    allow = validate_globs(tuple(allow), "--allow")
+    deny = validate_globs(tuple(deny), "--deny")
+    if upstream is not None and not allow:
+        raise BadInput("--upstream needs at least one --allow glob (what may be fetched)",
+                       hint="e.g. --allow 'org/*' --allow 'datasets/org/*', or --allow '*' for everything")
+    if upstream is None and (allow or upstream_token_file):
+        raise BadInput("--allow and --upstream-token-file only make sense with --upstream URL")
+    if upstream is not None and not upstream.startswith(("http://", "https://")):
+        raise BadInput(f"--upstream {upstream!r}: expected an http:// or https:// URL")
+    access = TokenAccess(store, public=public, ttl=token_ttl)
+    if access.is_open():
+        log.warning("open mirror: %s holds no tokens and no --public glob was given, so anyone who can reach "
+                    "this server reads every repo (create a token to close it)", store.location)
+    source = None
+    if upstream is not None or deny or lock is not None:
+        token = read_token_file(upstream_token_file) if upstream_token_file else None
+        source = MirrorSource(
+            store,
+            upstream=Upstream(upstream, token=token) if upstream else None,
+            allow=allow,
+            deny=deny,
+            lock=read_lock(lock) if lock is not None else None,
+            ref_ttl=ref_ttl,
+        )
+
+    def who(token: str | None) -> str | None:
+        rec = access.record(token)
+        return rec.name if rec else None
+
+    return ServerConfig(
+        access=access,
+        source=source,
+        routes=tuple(upload_routes(store, access)),
+        middleware=(
+            Middleware(ObservabilityMiddleware, who=who),
+            Middleware(LimitsMiddleware, limits=limits or Limits()),
+        ),
+    )
