@@ -7,7 +7,7 @@ Each command lives in its own `_<name>.py` module and is registered below.
 from __future__ import annotations
 
 from ._app import main
-from . import _publish, _serve, _token, _lock, _bundle  # noqa: F401,E402  (registers commands)
+from . import _publish, _serve, _token, _lock, _bundle, _sync  # noqa: F401,E402  (registers commands)
 
 from . import _policy  # noqa: F401,E402  (scan, licenses, doctor)
 
