@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, request_response
 
 from ..errors import UnsafePathError
 from ..objects import Commit, RepoKey
@@ -260,10 +260,21 @@ class _Mirror:
         return f"{url.scheme}://{url.netloc}{request.scope.get('root_path', '')}{path}?{urlencode(params)}"
 
 
+class _AnyMethod:
+    """Wraps an ASGI callable in an object, which starlette routes for every HTTP method."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
 def create_app(store: Store, config: ServerConfig | None = None) -> Starlette:
     """The mirror ASGI app over `store`. See the module docstring and docs/server.md."""
     mirror = _Mirror(store, config or ServerConfig())
-    routes = [*mirror.config.routes, Route("/{path:path}", mirror.handle, methods=None)]
+    # an ASGI endpoint (not a function) makes the route accept every method: our own 405 has X-Error-Code
+    routes = [*mirror.config.routes, Route("/{path:path}", _AnyMethod(request_response(mirror.handle)))]
     app = Starlette(routes=routes, middleware=list(mirror.config.middleware))
     app.state.mirror = mirror
     app.state.source = mirror.source

@@ -1,0 +1,221 @@
+"""The `/api/` endpoints through HfApi, plus the raw wire details clients depend on."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from _server_helpers import unique_repo, write_folder
+from huggingface_hub import HfApi
+from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.hf_api import RepoFile, RepoFolder
+
+from hubpin.hashing import git_blob_id
+from hubpin.server.app import create_app
+from hubpin.server.config import ServerConfig
+from hubpin.server.runner import serve_in_thread
+
+
+def test_model_info_with_and_without_revision(hub, tiny):
+    api = HfApi()
+    info = api.model_info(tiny.repo_id, files_metadata=True)
+    assert info.id == tiny.repo_id and info.sha == tiny.sha
+    assert info.private is False and info.gated is False and info.disabled is False
+    assert info.last_modified is not None
+    sib = {s.rfilename: s for s in info.siblings}
+    assert set(sib) == set(tiny.files)
+    assert sib["config.json"].blob_id == git_blob_id(tiny.files["config.json"])
+    assert sib["config.json"].lfs is None
+    lfs = sib["model.safetensors"].lfs
+    assert lfs is not None and lfs.size == 3000 and sib["model.safetensors"].size == 3000
+    assert lfs.sha256 == __import__("hashlib").sha256(tiny.files["model.safetensors"]).hexdigest()
+    assert api.model_info(tiny.repo_id, revision="refs/pr/1").sha == tiny.pr_sha
+    assert api.model_info(tiny.repo_id, revision=tiny.sha[:10]).sha == tiny.sha
+    # expand= repeated and expand[]= are accepted
+    r = httpx.get(f"{hub.url}/api/models/{tiny.repo_id}?expand=sha&expand=siblings&expand[]=lastModified")
+    assert r.status_code == 200 and r.json()["sha"] == tiny.sha
+    with pytest.raises(RevisionNotFoundError):
+        api.model_info(tiny.repo_id, revision="nope")
+    with pytest.raises(RepositoryNotFoundError):
+        api.model_info("srv/missing-repo")
+    assert api.repo_exists(tiny.repo_id) and not api.repo_exists("srv/missing-repo")
+
+
+def test_list_files_refs_file_exists(hub, tiny):
+    api = HfApi()
+    assert sorted(api.list_repo_files(tiny.repo_id)) == sorted(tiny.files)
+    assert "pr.txt" in api.list_repo_files(tiny.repo_id, revision="refs/pr/1")
+    refs = api.list_repo_refs(tiny.repo_id, include_pull_requests=True)
+    assert {b.name: b.target_commit for b in refs.branches} == {"main": tiny.sha, "v1.0": tiny.sha}
+    assert [(p.ref, p.target_commit) for p in refs.pull_requests] == [("refs/pr/1", tiny.pr_sha)]
+    assert api.file_exists(tiny.repo_id, "sub dir/nested file.txt")
+    assert not api.file_exists(tiny.repo_id, "nope.txt")
+    assert api.file_exists(tiny.repo_id, "pr.txt", revision="refs/pr/1")
+
+
+def test_list_repo_tree(hub, tiny):
+    api = HfApi()
+    entries = list(api.list_repo_tree(tiny.repo_id, recursive=True))
+    files = {e.path: e for e in entries if isinstance(e, RepoFile)}
+    dirs = {e.path for e in entries if isinstance(e, RepoFolder)}
+    assert set(files) == set(tiny.files)
+    assert dirs == {"data", "data/part", "sub dir"}  # recursive listings include folders
+    assert files["model.safetensors"].lfs.size == 3000
+    top = {e.path for e in api.list_repo_tree(tiny.repo_id)}
+    assert top == {"config.json", "model.safetensors", "data", "sub dir"}
+    sub = {e.path for e in api.list_repo_tree(tiny.repo_id, path_in_repo="data")}
+    assert sub == {"data/b.txt", "data/part"}
+    expanded = list(api.list_repo_tree(tiny.repo_id, path_in_repo="data/part", expand=True))
+    assert [e.path for e in expanded] == ["data/part/a.txt"] and expanded[0].last_commit is not None
+    # a missing folder is EntryNotFound, never RepoNotFound (transformers' chat-template probe)
+    with pytest.raises(EntryNotFoundError):
+        list(api.list_repo_tree(tiny.repo_id, path_in_repo="additional_chat_templates"))
+
+
+def test_tree_oids_are_git_tree_ids(hub, tiny, tmp_path):
+    """Folder oids equal what git computes, so they are stable and comparable with the Hub."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    folder = write_folder(tmp_path / "g", {k: v for k, v in tiny.files.items() if not k.endswith(".safetensors")})
+    repo_id = unique_repo("srv/gittree")
+    hub.publish(folder, repo_id)
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)
+    subprocess.run(["git", "-C", str(folder), "add", "-A"], check=True)
+    tree = subprocess.run(["git", "-C", str(folder), "write-tree"], check=True, capture_output=True, text=True).stdout
+    sub = subprocess.run(["git", "-C", str(folder), "rev-parse", f"{tree.strip()}:data"], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    dirs = {e.path: e.tree_id for e in HfApi().list_repo_tree(repo_id) if isinstance(e, RepoFolder)}
+    assert dirs["data"] == sub
+
+
+def test_paths_info(hub, tiny):
+    infos = HfApi().get_paths_info(tiny.repo_id, ["config.json", "data", "missing.txt", "sub dir/nested file.txt"])
+    by_path = {i.path: i for i in infos}
+    assert set(by_path) == {"config.json", "data", "sub dir/nested file.txt"}  # missing silently omitted
+    assert isinstance(by_path["data"], RepoFolder)
+    assert by_path["config.json"].blob_id == git_blob_id(tiny.files["config.json"])
+
+
+def test_list_repo_commits(hub, tmp_path):
+    repo_id = unique_repo("srv/commits")
+    sha1 = hub.publish(write_folder(tmp_path / "a", {"f.txt": b"1"}), repo_id)
+    sha2 = hub.publish(write_folder(tmp_path / "b", {"f.txt": b"2"}), repo_id)
+    commits = HfApi().list_repo_commits(repo_id)
+    assert [c.commit_id for c in commits] == [sha2, sha1]
+
+
+def test_pagination_link_is_absolute_and_complete(hub, tiny):
+    """Page size 3 (injected) over 8 entries: 3 pages, absolute `next` links back to this server."""
+    with serve_in_thread(create_app(hub.store, ServerConfig(page_size=3, expand_page_size=2))) as url:
+        r = httpx.get(f"{url}/api/models/{tiny.repo_id}/tree/main?recursive=true")
+        assert r.status_code == 200 and len(r.json()) == 3
+        nxt = r.links["next"]["url"]
+        assert nxt.startswith(f"{url}/api/models/{tiny.repo_id}/tree/main?") and "recursive=true" in nxt
+        api = HfApi(endpoint=url)
+        entries = list(api.list_repo_tree(tiny.repo_id, recursive=True))
+        assert len(entries) == len(tiny.files) + 3 and len({e.path for e in entries}) == len(entries)
+        assert len(list(api.list_repo_tree(tiny.repo_id, recursive=True, expand=True))) == len(entries)
+        # an encoded revision survives into the link verbatim
+        r = httpx.get(f"{url}/api/models/{tiny.repo_id}/tree/refs%2Fpr%2F1?recursive=true")
+        assert "/tree/refs%2Fpr%2F1?" in r.links["next"]["url"]
+
+
+def test_whoami_harnesses_healthz(hub):
+    with pytest.raises(Exception) as e:
+        HfApi().whoami(token=False)  # noqa: S106 - no token
+    assert "401" in str(e.value) or "token" in str(e.value).lower()
+    assert HfApi().whoami(token="anything")["name"]
+    r = httpx.get(f"{hub.url}/api/agent-harnesses")
+    assert r.json() == {"standardEnvVars": [], "harnesses": {}}
+    assert httpx.get(f"{hub.url}/healthz").json() == {"status": "ok"}
+
+
+def test_every_4xx_has_error_code_and_json(hub, tiny):
+    cases = {
+        ("GET", f"/{tiny.repo_id}/resolve/main/nope"): 404,
+        ("GET", f"/{tiny.repo_id}/resolve/nope/config.json"): 404,
+        ("GET", "/srv/none/resolve/main/config.json"): 404,
+        ("POST", f"/{tiny.repo_id}/resolve/main/config.json"): 405,
+        ("GET", f"/api/models/{tiny.repo_id}/paths-info/main"): 405,
+        ("GET", "/no/such/endpoint"): 404,
+        ("GET", f"/api/models/{tiny.repo_id}/tree/main?cursor=x"): 400,
+        ("GET", "/api/whoami-v2"): 401,
+    }
+    for (method, path), status in cases.items():
+        r = httpx.request(method, hub.url + path)
+        assert r.status_code == status, (method, path, r.status_code)
+        assert r.headers.get("x-error-code"), (method, path)
+        assert r.headers.get("x-error-message") and "error" in r.json()
+
+
+def test_no_xet_signal_anywhere(hub, tiny):
+    """A xetHash or X-Xet-* header would switch hf_xet clients onto the Xet path."""
+    base = f"{hub.url}/api/models/{tiny.repo_id}"
+    responses = [
+        httpx.head(f"{hub.url}/{tiny.repo_id}/resolve/main/model.safetensors"),
+        httpx.get(f"{hub.url}/{tiny.repo_id}/resolve/main/model.safetensors"),
+        httpx.get(f"{base}/tree/main?recursive=true&expand=true"),
+        httpx.get(f"{base}?blobs=true"),
+        httpx.post(f"{base}/paths-info/main", data={"paths": ["model.safetensors"], "expand": "true"}),
+    ]
+    for r in responses:
+        assert r.status_code == 200
+        assert not [h for h in r.headers if h.lower().startswith("x-xet")]
+        assert "xet" not in r.headers.get("link", "").lower()
+    for r in responses[2:]:
+        assert "xet" not in json.dumps(r.json()).lower()
+    # and the resolve answer is plain identity bytes even when the client offers gzip
+    r = httpx.get(f"{hub.url}/{tiny.repo_id}/resolve/main/config.json", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in r.headers and r.content == tiny.files["config.json"]
+
+
+def test_resolve_headers(hub, tiny):
+    r = httpx.head(f"{hub.url}/{tiny.repo_id}/resolve/main/model.safetensors")
+    sha256 = __import__("hashlib").sha256(tiny.files["model.safetensors"]).hexdigest()
+    assert r.headers["x-repo-commit"] == tiny.sha
+    assert r.headers["etag"] == f'"{sha256}"' and r.headers["x-linked-etag"] == f'"{sha256}"'
+    assert r.headers["x-linked-size"] == "3000" and r.headers["content-length"] == "3000"
+    assert r.headers["accept-ranges"] == "bytes"
+    r = httpx.head(f"{hub.url}/{tiny.repo_id}/resolve/main/config.json")
+    assert r.headers["etag"] == f'"{git_blob_id(tiny.files["config.json"])}"'
+    assert "x-linked-etag" not in r.headers
+    assert r.headers["content-length"] == str(len(tiny.files["config.json"]))
+    # revision as one encoded segment and in the legacy unencoded form
+    for rev in ("refs%2Fpr%2F1", "refs/pr/1"):
+        r = httpx.get(f"{hub.url}/{tiny.repo_id}/resolve/{rev}/pr.txt")
+        assert r.status_code == 200 and r.headers["x-repo-commit"] == tiny.pr_sha
+    # tree paths are one encoded segment too
+    r = httpx.get(f"{hub.url}/api/models/{tiny.repo_id}/tree/main/data%2Fpart")
+    assert [e["path"] for e in r.json()] == ["data/part/a.txt"]
+
+
+class _DenyOne:
+    """An access hook hiding one repo from everyone but token 'ok'."""
+
+    def __init__(self, hidden: str) -> None:
+        self.hidden = hidden
+
+    def can_read(self, token, repo):
+        return repo.id != self.hidden or token == "ok"
+
+    def whoami(self, token):
+        return {"name": "ok", "type": "user"} if token == "ok" else None
+
+
+def test_unreadable_repo_answers_exactly_like_a_missing_one(hub, tiny):
+    with serve_in_thread(create_app(hub.store, ServerConfig(access=_DenyOne(tiny.repo_id)))) as url:
+        for suffix in ("/resolve/main/config.json", ""):
+            paths = [f"/{tiny.repo_id}{suffix}", f"/srv/never-existed{suffix}"] if suffix else [
+                f"/api/models/{tiny.repo_id}", "/api/models/srv/never-existed"]
+            hidden, missing = (httpx.get(url + p) for p in paths)
+            assert hidden.status_code == missing.status_code == 404
+            assert hidden.headers["x-error-code"] == missing.headers["x-error-code"] == "RepoNotFound"
+        ok = httpx.get(f"{url}/{tiny.repo_id}/resolve/main/config.json", headers={"Authorization": "Bearer ok"})
+        assert ok.status_code == 200 and ok.content == tiny.files["config.json"]
+        with pytest.raises(RepositoryNotFoundError):
+            HfApi(endpoint=url).model_info(tiny.repo_id)
+        assert HfApi(endpoint=url).model_info(tiny.repo_id, token="ok").sha == tiny.sha
