@@ -5,6 +5,7 @@ The CLI (`hubpin ...`) is a thin layer over the functions re-exported here.
 
 from __future__ import annotations
 
+from .api import commit, snapshot
 from .errors import (
     BadInput,
     BundleError,
@@ -49,8 +50,10 @@ __all__ = [
     "RepoKey",
     "Store",
     "UnsafePathError",
+    "commit",
     "open_store",
     "publish",
     "read_lock",
+    "snapshot",
     "write_lock",
 ]

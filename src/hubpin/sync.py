@@ -262,6 +262,7 @@ def sync(
     backoff: float = 0.5,
     fsync: bool = True,
     on_bytes: Callable[[int], None] | None = None,
+    start: str | os.PathLike[str] | None = None,
 ) -> SyncReport:
     """Materialize exactly the locked files into the HF cache (`HF_HUB_CACHE` by default).
 
@@ -269,7 +270,9 @@ def sync(
     `{endpoint}/{repo}/resolve/{commit}/{path}`; each is hashed while written and published
     only after its size, sha256 and etag match. Interrupted downloads resume on the next run.
     Snapshot links, the tree cache and `refs/<revision>` are written only once every blob of
-    the repo is in place. With everything present, no network request is made.
+    the repo is in place. With everything present, no network request is made. The endpoint
+    is `endpoint`, else the `[settings] endpoint` of the project found from `start` (default:
+    the lock's folder, else the cwd), else `HF_ENDPOINT`, else https://huggingface.co.
 
     Raises `DriftError` when the endpoint serves another commit, `HashMismatchError` on bad
     bytes, `RemoteError` when the endpoint fails, `InsufficientSpaceError` when the disk is
@@ -299,7 +302,10 @@ def sync(
             if p.missing:
                 _refuse_symlinked_dirs(store, p.entry.repo)
         _preflight_space(store.root, tasks)
-        results = _download_all(tasks, plans, report, endpoint=endpoint, token=token, jobs=jobs,
+        if start is None and isinstance(lock, str | os.PathLike):
+            start = Path(lock).parent
+        results = _download_all(tasks, plans, report, endpoint=endpoint,
+                                start=Path(start) if start is not None else None, token=token, jobs=jobs,
                                 progress=progress, retries=retries, backoff=backoff, fsync=fsync, on_bytes=on_bytes)
         report.downloaded_files = sum(
             1 for p in plans for f in p.entry.files if f.etag in p.missing and not results[(p.entry.repo, f.etag)].skipped
@@ -339,6 +345,7 @@ def _download_all(
     report: SyncReport,
     *,
     endpoint: str | None,
+    start: Path | None,
     token: str | None,
     jobs: int,
     progress: bool | None,
@@ -358,7 +365,7 @@ def _download_all(
         if on_bytes is not None:
             on_bytes(n)
 
-    client = HubClient(_resolve_endpoint(endpoint), token, max_retries=1)
+    client = HubClient(_resolve_endpoint(endpoint, start), token, max_retries=1)
     downloader = Downloader(client.http, client.file_url, retries=retries, backoff=backoff,
                             on_bytes=count, fsync=fsync)
     results: dict[tuple[RepoKey, str], BlobResult] = {}
@@ -389,16 +396,15 @@ def _download_all(
     return results
 
 
-def _resolve_endpoint(endpoint: str | None) -> str:
-    from .config import resolve_endpoint
+def _resolve_endpoint(endpoint: str | None, start: Path | None) -> str:
+    """`endpoint`, then the project's `[settings] endpoint`, then `HF_ENDPOINT`, then the Hub."""
+    from .config import find_project, resolve_endpoint
     from .errors import ConfigError
 
     project = None
-    if endpoint is None and not _env.default_endpoint():
+    if endpoint is None:
         try:
-            from .config import find_project
-
-            project = find_project()
+            project = find_project(start)
         except ConfigError:
             project = None
     return resolve_endpoint(endpoint, project)
