@@ -23,20 +23,26 @@ Server = Literal["granian", "uvicorn"]
 SERVERS: tuple[str, ...] = ("granian", "uvicorn")
 _ENV_STORE = "HUBPIN_SERVE_STORE"
 _ENV_PUBLIC = "HUBPIN_SERVE_PUBLIC"
+_ENV_REDIRECT = "HUBPIN_SERVE_REDIRECT"
 
 
-def build_app(store: Store, public: tuple[str, ...] = ()) -> Any:
-    """The production app: token access from the store (open while it holds no tokens)."""
+def build_app(store: Store, public: tuple[str, ...] = (), redirect_expires: int | None = None) -> Any:
+    """The production app: token access from the store (open while it holds no tokens).
+
+    `redirect_expires`: answer downloads with 302s to presigned store URLs valid that long (S3)."""
+    from ._source import Source
     from .app import create_app
     from .auth import TokenAccess
 
-    return create_app(store, ServerConfig(access=TokenAccess(store, public=public)))
+    source = Source(store, redirect_expires=redirect_expires) if redirect_expires else None
+    return create_app(store, ServerConfig(access=TokenAccess(store, public=public), source=source))
 
 
 def app_from_env() -> Any:
     """granian's factory target: the app over `$HUBPIN_SERVE_STORE`."""
     public = tuple(p for p in os.environ.get(_ENV_PUBLIC, "").split("\n") if p)
-    return build_app(open_store(os.environ[_ENV_STORE]), public)
+    redirect = int(os.environ.get(_ENV_REDIRECT) or 0) or None
+    return build_app(open_store(os.environ[_ENV_STORE]), public, redirect)
 
 
 def check_port(host: str, port: int) -> None:
@@ -58,6 +64,7 @@ def run_server(
     server: Server,
     public: tuple[str, ...] = (),
     on_ready: Callable[[str], None] | None = None,
+    redirect_expires: int | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM. `on_ready(url)` is called just before the server starts."""
     if not store_spec.startswith("s3://") and not Path(store_spec).is_dir():
@@ -65,6 +72,9 @@ def run_server(
     if not store_spec.startswith("s3://"):
         store_spec = str(Path(store_spec).absolute())  # granian's worker may not share our cwd
     store = open_store(store_spec)
+    if redirect_expires and not hasattr(store, "presigned_url"):
+        raise BadInput(f"--redirect needs a store with presigned URLs (s3://bucket/prefix), got {store_spec}",
+                       hint="drop --redirect, or serve an S3 store")
     check_port(host, port)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     if server == "uvicorn":
@@ -72,7 +82,7 @@ def run_server(
 
         from ._limits import uvicorn_config
 
-        config = uvicorn_config(build_app(store, public), host=host, port=port)
+        config = uvicorn_config(build_app(store, public, redirect_expires), host=host, port=port)
         config.log_level = "warning"
         config.access_log = False
         if on_ready:
@@ -87,6 +97,7 @@ def run_server(
 
     os.environ[_ENV_STORE] = store_spec
     os.environ[_ENV_PUBLIC] = "\n".join(public)
+    os.environ[_ENV_REDIRECT] = str(redirect_expires or "")
     g = Granian(
         "hubpin.server._launch:app_from_env",
         address=host,

@@ -54,8 +54,10 @@ def parse_range(header: str | None, size: int) -> list[tuple[int, int]] | None:
 class Source:
     """Refs, commits and file bytes of the repos one `Store` holds."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, redirect_expires: int | None = None) -> None:
         self.store = store
+        # `hubpin serve --redirect`: answer downloads with a presigned URL when the store has them (S3)
+        self.redirect_expires = redirect_expires
         # commits are immutable by id: keep recent complete ones parsed (HEAD traffic is hot)
         self._commits: OrderedDict[tuple[RepoKey, str], Commit] = OrderedDict()
         self._lock = threading.Lock()
@@ -118,6 +120,9 @@ class Source:
         sendfile, under granian; Range → 206). Others are streamed from `Store.read_blob` in
         bounded chunks.
         """
+        presign = getattr(self.store, "presigned_url", None)
+        if self.redirect_expires and presign is not None:
+            return _redirect(presign(repo, entry.etag, self.redirect_expires), entry, headers)
         ranges = parse_range(request.headers.get("range"), entry.size) if request.method in ("GET", "HEAD") else None
         path = self.local_path(repo, commit, entry)
         if path is not None:
@@ -145,3 +150,10 @@ class Source:
             return Response(status_code=status, headers=headers, media_type="application/octet-stream")
         body: Iterator[bytes] = self.store.read_blob(repo, entry.etag, start, end)
         return StreamingResponse(body, status_code=status, headers=headers, media_type="application/octet-stream")
+
+
+def _redirect(location: str, entry: FileEntry, headers: dict[str, str]) -> Response:
+    """A cross-origin 302 to the store. huggingface_hub does not follow it on HEAD, so the file's
+    metadata must sit on the 302 itself (hub-protocol.md §2.1); it drops `Authorization` on the GET."""
+    meta = {"X-Linked-Etag": f'"{entry.etag}"', "X-Linked-Size": str(entry.size), "Location": location}
+    return Response(status_code=302, headers={**headers, **meta})
