@@ -147,3 +147,74 @@ def test_two_replicas_over_one_bucket_serve_a_publish_at_once(s3_server, tmp_pat
         for url in (url_a, url_b):
             p = hf_hub_download("org/replicated", "config.json", endpoint=url, cache_dir=cache_dir / url[-5:])
             assert '"version": 9' in Path(p).read_text() and f"/{sha2}/" in p
+
+
+def test_redirect_mode_sends_clients_to_s3_with_metadata_on_the_302(s3_server, published, cache_dir):
+    from hubpin.server._source import Source
+    from hubpin.server.config import ServerConfig
+
+    store = S3Store(s3_server.bucket, published.prefix, client=s3_server.client)
+    app = create_app(store, ServerConfig(source=Source(store, redirect_expires=600)))
+    want = (published.folder / "model.safetensors").read_bytes()
+    with serve_in_thread(app) as url:
+        r = httpx.head(f"{url}/{REPO}/resolve/main/model.safetensors")
+        assert r.status_code == 302
+        assert r.headers["location"].startswith(f"{s3_server.endpoint}/{s3_server.bucket}/{published.prefix}/")
+        assert r.headers["x-repo-commit"] == published.second
+        assert r.headers["x-linked-size"] == str(len(want))
+        assert r.headers["x-linked-etag"] == f'"{hashlib.sha256(want).hexdigest()}"'
+        small = httpx.head(f"{url}/{REPO}/resolve/main/config.json")
+        assert small.status_code == 302 and small.headers["x-linked-size"] == str(len(b'{"model_type": "bert", "version": 2}\n'))
+        # a plain redirect-following GET (curl -L) gets the bytes, Range passed through to S3
+        g = httpx.get(f"{url}/{REPO}/resolve/main/model.safetensors", headers={"Range": "bytes=10-19"},
+                      follow_redirects=True)
+        assert g.status_code == 206 and g.content == want[10:20]
+        # unmodified huggingface_hub: HEAD stops at the cross-origin 302 (other port) and reads the
+        # metadata there; the GET goes to S3 (the client drops the token; AWS would refuse two auths)
+        p = hf_hub_download(REPO, "model.safetensors", endpoint=url, cache_dir=cache_dir, token="hf_not_for_s3")
+        assert Path(p).read_bytes() == want and Path(p).resolve().name == hashlib.sha256(want).hexdigest()
+        snap = Path(snapshot_download(REPO, revision="v1.0", endpoint=url, cache_dir=cache_dir))
+        assert '"version": 1' in (snap / "config.json").read_text()
+        assert (snap / "sub" / "vocab.txt").read_text(encoding="utf-8") == "[PAD]\n[UNK]\n東京\n"
+        # missing things are still answered by the mirror itself, with X-Error-Code
+        miss = httpx.head(f"{url}/{REPO}/resolve/main/absent.bin")
+        assert miss.status_code == 404 and miss.headers["x-error-code"] == "EntryNotFound"
+
+
+@pytest.mark.slow
+def test_hubpin_serve_cli_over_s3_url_with_redirect(s3_server, published, cache_dir, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from hubpin.server.runner import free_port
+
+    url_store = f"s3://{s3_server.bucket}/{published.prefix}"
+    r = s3_server.cli("serve", "--store", str(tmp_path), "--redirect", "--port", str(free_port()))
+    assert r.returncode == 2 and r.stderr.startswith("error: --redirect needs")
+    port = free_port()
+    exe = str(Path(sys.executable).parent / "hubpin")
+    proc = subprocess.Popen([exe, "serve", "--store", url_store, "--redirect", "--port", str(port)],
+                            env={**os.environ, **s3_server.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.1)
+        head = httpx.head(f"{url}/{REPO}/resolve/main/model.safetensors")
+        assert head.status_code == 302 and head.headers["location"].startswith(s3_server.endpoint)
+        p = hf_hub_download(REPO, "model.safetensors", endpoint=url, cache_dir=cache_dir)
+        assert Path(p).read_bytes() == (published.folder / "model.safetensors").read_bytes()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
