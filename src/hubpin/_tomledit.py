@@ -66,13 +66,9 @@ def _nest(prefix: tuple[str, ...], value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-def replace_table(text: str, prefix: tuple[str, ...], value: dict[str, Any] | None) -> str | None:
-    """Return `text` with the table at `prefix` replaced by `value` (removed when None).
-
-    Only header-delimited tables are handled; `None` means the edit could not be made safely.
-    """
-    lines = text.splitlines(keepends=True)
-    spans: list[tuple[int, int]] = []  # [start, end) line ranges of headers under `prefix`
+def _spans(lines: list[str], prefix: tuple[str, ...]) -> list[tuple[int, int]]:
+    """[start, end) line ranges of the header-delimited tables at or under `prefix`."""
+    spans: list[tuple[int, int]] = []
     start: int | None = None
     for i, line in enumerate(lines):
         m = _HEADER.match(line.rstrip("\r\n"))
@@ -87,6 +83,29 @@ def replace_table(text: str, prefix: tuple[str, ...], value: dict[str, Any] | No
             start = i
     if start is not None:
         spans.append((start, len(lines)))
+    return spans
+
+
+def replace_table(
+    text: str, prefix: tuple[str, ...], value: dict[str, Any] | None, *, near: tuple[tuple[str, ...], ...] = ()
+) -> str | None:
+    """Return `text` with the table at `prefix` replaced by `value` (removed when None).
+
+    A new table goes after the last table under the first of `near` that exists (so a repo
+    lands beside its siblings inside `[tool.hubpin]`), else at the end. Only header-delimited
+    tables are handled; `None` means the edit could not be made safely.
+    """
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    spans = _spans(lines, prefix)
+    if not spans and value:
+        for anchor in near:
+            found = _spans(lines, anchor)
+            if found:
+                end = found[-1][1]
+                spans = [(end, end)]  # an empty span: pure insertion
+                break
 
     rendered = ""
     if value:
@@ -101,6 +120,8 @@ def replace_table(text: str, prefix: tuple[str, ...], value: dict[str, Any] | No
     for s, e in spans:
         out.extend(lines[pos:s])
         if not inserted and rendered:
+            if s == e and s > 0 and lines[s - 1].strip():
+                out.append("\n")  # inserting right after a table's last line
             out.append(rendered if e == len(lines) else rendered + "\n")
             inserted = True
         pos = e

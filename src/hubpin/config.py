@@ -370,7 +370,9 @@ def write_project(old: Project, new: Project) -> None:
         decl = new.get(repo)
         if result is None:
             break
-        result = replace_table(result, (*base, _section_of(repo), repo.id), decl.to_table() if decl else None)
+        section = (*base, _section_of(repo))
+        near = (section, base) if base else (section,)
+        result = replace_table(result, (*section, repo.id), decl.to_table() if decl else None, near=near)
     if result is None:
         if old.in_pyproject:
             raise ConfigError(
