@@ -185,8 +185,8 @@ def test_picklescan_errors_count_as_failures() -> None:
 
 
 def test_safetensors_header_is_validated(tmp_path: Path) -> None:
-    from safetensors.numpy import save_file
     import numpy as np
+    from safetensors.numpy import save_file
 
     good = tmp_path / "model.safetensors"
     save_file({"w": np.zeros((2, 2), dtype=np.float32)}, str(good))

@@ -32,6 +32,7 @@ __all__ = [
     "opcode_problems",
     "pickle_streams",
     "sniff",
+    "sniff_prefix",
     "validate_safetensors",
 ]
 
@@ -195,6 +196,33 @@ def sniff(path: Path) -> Sniffed | None:
     if _numpy_has_objects(prefix):
         return Sniffed("numpy object array (pickle)")
     kind = is_pickle_bytes(prefix, complete=complete)
+    return Sniffed(kind) if kind else None
+
+
+def sniff_prefix(prefix: bytes) -> Sniffed | None:
+    """Like `sniff`, from the first bytes only (a remote file fetched with a Range request).
+
+    Archives are judged by their first member (torch writes `<name>/data.pkl` first); an
+    archive that looks clean here is checked in full when its bytes are local (sync, import).
+    """
+    if prefix.startswith(_7Z_MAGIC):
+        return Sniffed("7z archive, cannot inspect", inspectable=False)
+    if prefix.startswith(b"PK\x03\x04") and len(prefix) >= 30:
+        method, = struct.unpack("<H", prefix[8:10])
+        n, m = struct.unpack("<HH", prefix[26:30])
+        name = prefix[30 : 30 + n].decode("utf-8", "replace")
+        data = prefix[30 + n + m :] if method == 0 else b""
+        if name.endswith((".pkl", ".pickle")) or (data and _member_kind(name, data, False)):
+            return Sniffed("torch zip archive" if name.endswith("data.pkl") else "zip containing pickle", (name,))
+        return None
+    if _is_tar(prefix):
+        name = prefix[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+        if _member_kind(name, prefix[512:], False):
+            return Sniffed("tar containing pickle", (name,))
+        return None
+    if _numpy_has_objects(prefix):
+        return Sniffed("numpy object array (pickle)")
+    kind = is_pickle_bytes(prefix, complete=False)
     return Sniffed(kind) if kind else None
 
 

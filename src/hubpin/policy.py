@@ -142,3 +142,76 @@ def enforce_files(
     report = scan_files(files, policy, target=str(repo), check_licenses=licenses)
     enforce_report(report)
     return report
+
+
+# -- lock hook -------------------------------------------------------------------------------
+
+#: files up to this size are fetched whole at lock time; larger ones only their first bytes
+LOCK_FULL_FETCH = 1024 * 1024
+
+
+def _fetch_for_policy(client: Any, entry: Any, folder: Path, jobs: int = 8) -> tuple[list[tuple[str, Path]], set[str]]:
+    """Fetch `entry`'s files at its commit into `folder`: small ones whole (and checked against
+    the locked sha256), big ones as a 64 KiB prefix (Range). Returns (files, partial paths)."""
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ._pickle import PREFIX_BYTES
+    from .errors import HashMismatchError
+
+    def one(i_f: tuple[int, Any]) -> tuple[str, Path, bool]:
+        i, f = i_f
+        local = folder / str(i)
+        whole = f.size <= LOCK_FULL_FETCH
+        h = hashlib.sha256()
+        with open(local, "wb") as out:
+            if whole:
+                with client.open_file(entry.repo, entry.commit, f.path) as r:
+                    for chunk in r.iter_bytes(1 << 16):
+                        h.update(chunk)
+                        out.write(chunk)
+            else:
+                url = client.file_url(entry.repo, entry.commit, f.path)
+                with client.http.stream("GET", url, headers={"Range": f"bytes=0-{PREFIX_BYTES - 1}"}) as r:
+                    r.raise_for_status()
+                    got = 0
+                    for chunk in r.iter_bytes(1 << 16):
+                        out.write(chunk[: PREFIX_BYTES - got])
+                        got += len(chunk)
+                        if got >= PREFIX_BYTES:
+                            break  # a server that ignores Range: stop reading
+        if whole and f.sha256 and h.hexdigest() != f.sha256:
+            raise HashMismatchError(f"{entry.repo}@{entry.commit[:12]}: {f.path} sha256", expected=f.sha256,
+                                    actual=h.hexdigest())
+        return f.path, local, whole
+
+    with ThreadPoolExecutor(max(1, min(jobs, len(entry.files) or 1))) as pool:
+        results = list(pool.map(one, enumerate(entry.files)))
+    return [(p, local) for p, local, _ in results], {p for p, _, whole in results if not whole}
+
+
+def lock_hook(ctx: Any) -> list[Any]:
+    """`hubpin.lock.LOCK_HOOKS` entry: check a freshly listed repo against its policy, and lock
+    the repos its `auto_map` points into (at revision "main", their `.py` files) when allowed.
+
+    Raises PolicyError (nothing is written) on: a pickle-family file without allow-pickle, remote
+    code without allow-remote-code, a license outside the allow-list.
+    """
+    import tempfile
+
+    policy = Policy.from_project(ctx.project, ctx.decl.repo)
+    with tempfile.TemporaryDirectory(prefix="hubpin-policy-") as tmp:
+        files, partial = _fetch_for_policy(ctx.client, ctx.entry, Path(tmp), getattr(ctx, "_jobs", 8))
+        from .scan import scan_files
+
+        report = scan_files(files, policy, target=str(ctx.decl.repo), partial=partial)
+    enforce_report(report)
+    extras = []
+    for code_repo in report.code_repos:
+        key = RepoKey("model", code_repo)
+        if key == ctx.decl.repo:
+            continue
+        # transformers fetches cross-repo code at `code_revision`, "main" by default; the lock
+        # pins that commit, and sync writes refs/main = it, so offline loads get the pinned code
+        extras.append(ctx.lock_extra(key, "main", include=("*.py",)))
+    return extras

@@ -16,7 +16,7 @@ policy:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,6 +122,18 @@ def _safetensors_like(path: Path) -> bool:
     return int.from_bytes(head[:8], "little") <= _pickle.SAFETENSORS_MAX_HEADER
 
 
+def _scan_prefix(rel: str, local: Path, policy: Policy) -> list[Finding]:
+    """A file of which only the first bytes are at hand (lock time, big remote files)."""
+    with open(local, "rb") as f:
+        sniffed = _pickle.sniff_prefix(f.read(_pickle.PREFIX_BYTES))
+    if sniffed is None:
+        return []
+    if not policy.allow_pickle or not sniffed.inspectable:
+        reason = sniffed.format if not policy.allow_pickle else f"{sniffed.format}: its contents cannot be checked"
+        return [Finding(rel, "pickle", reason, True)]
+    return [Finding(rel, "pickle", f"{sniffed.format}, allowed; checked in full when synced", False)]
+
+
 def _scan_one(rel: str, local: Path, policy: Policy) -> list[Finding]:
     out: list[Finding] = []
     sniffed = _pickle.sniff(local)
@@ -160,10 +172,20 @@ def scan_files(
     *,
     target: str = "",
     check_licenses: bool = True,
+    partial: Collection[str] = (),
 ) -> ScanReport:
-    """Scan (repo path, local path) pairs against `policy`. Reads content; never unpickles."""
+    """Scan (repo path, local path) pairs against `policy`. Reads content; never unpickles.
+
+    `partial`: repo paths whose local copy holds only the file's first bytes (a Range fetch):
+    they are judged by `sniff_prefix`, and the full check waits until the bytes are local.
+    """
     findings: list[Finding] = []
     for rel, local in sorted(files):
+        if rel in partial:
+            findings.extend(_scan_prefix(rel, local, policy))
+            if rel.endswith(".py"):
+                findings.extend(f for f in _scan_one(rel, local, policy) if f.kind == "remote-code")
+            continue
         findings.extend(_scan_one(rel, local, policy))
     code_repos: set[str] = set()
     for ref in auto_map_refs(files):
