@@ -1,0 +1,51 @@
+"""Serving an ordinary HF cache that huggingface_hub itself filled (no hubpin metadata)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+from huggingface_hub.errors import EntryNotFoundError
+
+from hubpin.server.app import create_app
+from hubpin.server.runner import serve_in_thread
+from hubpin.store import LocalStore
+
+
+def _files_of(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_serve_a_cache_filled_by_snapshot_download(hub, tiny, tmp_path):
+    filled = tmp_path / "filled-by-hf"
+    snapshot_download(tiny.repo_id, cache_dir=filled)  # from the session hub, by huggingface_hub itself
+    assert not (filled / ".hubpin").exists()
+    with serve_in_thread(create_app(LocalStore(filled))) as url:
+        api = HfApi(endpoint=url)
+        info = api.model_info(tiny.repo_id, files_metadata=True)
+        assert info.sha == tiny.sha
+        sib = {s.rfilename: s for s in info.siblings}
+        assert set(sib) == set(tiny.files) and sib["model.safetensors"].lfs is not None
+        out = Path(snapshot_download(tiny.repo_id, cache_dir=tmp_path / "second", endpoint=url))
+        assert out.name == tiny.sha and _files_of(out) == tiny.files
+        one = hf_hub_download(tiny.repo_id, "sub dir/nested file.txt", revision=tiny.sha[:7],
+                              cache_dir=tmp_path / "third", endpoint=url)
+        assert Path(one).read_bytes() == tiny.files["sub dir/nested file.txt"]
+
+
+def test_serve_a_partial_cache_lists_what_is_there(hub, tiny, tmp_path):
+    partial = tmp_path / "partial"
+    hf_hub_download(tiny.repo_id, "config.json", cache_dir=partial)
+    hf_hub_download(tiny.repo_id, "model.safetensors", cache_dir=partial)
+    assert not (partial / f"models--{tiny.repo_id.replace('/', '--')}" / "trees").exists()
+    with serve_in_thread(create_app(LocalStore(partial))) as url:
+        api = HfApi(endpoint=url)
+        assert sorted(api.list_repo_files(tiny.repo_id)) == ["config.json", "model.safetensors"]
+        out = Path(snapshot_download(tiny.repo_id, cache_dir=tmp_path / "again", endpoint=url))
+        assert _files_of(out) == {k: tiny.files[k] for k in ("config.json", "model.safetensors")}
+        # the LFS file keeps its sha256 etag, so a cache built through us matches the Hub's
+        blob = out / "model.safetensors"
+        assert len(blob.resolve().name) == 64
+        with pytest.raises(EntryNotFoundError):
+            hf_hub_download(tiny.repo_id, "data/b.txt", cache_dir=tmp_path / "again", endpoint=url)
