@@ -200,6 +200,16 @@ class S3Store(Store):
                     repos.add(repo)
         return sorted(repos)
 
+    def has_repo(self, repo: RepoKey) -> bool:
+        """One LIST of at most one key (the server asks on every request), not a read of every ref."""
+        prefixes = (self._key(repo.folder, "refs", ""), self._key(META_DIR, "commits", repo.folder, ""),
+                    self._key(repo.folder, "trees", ""))  # fmt: skip
+        for prefix in prefixes:
+            page = self._call("ListObjectsV2", prefix, self.client.list_objects_v2, Prefix=prefix, MaxKeys=1)
+            if page.get("Contents"):
+                return True
+        return False
+
     def list_refs(self, repo: RepoKey) -> dict[str, str]:
         out: dict[str, str] = {}
         for name in self._list_keys(self._key(repo.folder, "refs", "")):
