@@ -62,6 +62,7 @@ def serve(app: Any, *, limits: Limits | None = None, host: str = "127.0.0.1") ->
 def mirror_app(store: LocalStore, **ops: Any) -> Any:
     """The production app over `store` (tokens re-read at once, so revocation is immediate)."""
     ops.setdefault("token_ttl", 0.0)
+    ops.setdefault("access_log", False)
     return create_app(store, production_config(store, **ops))
 
 

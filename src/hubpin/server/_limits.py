@@ -130,12 +130,14 @@ def uvicorn_protocol(limits: Limits) -> type[asyncio.Protocol]:
 
 
 def uvicorn_config(app: Any, *, host: str, port: int, limits: Limits | None = None, **kwargs: Any) -> Any:
-    """A uvicorn.Config with the guarded protocol and matching keep-alive and header-size caps."""
+    """A uvicorn.Config with the guarded protocol and matching keep-alive and header-size caps.
+
+    Wrap `app` in `LimitsMiddleware` yourself unless it comes from `production_config`."""
     import uvicorn
 
     limits = limits or Limits()
     return uvicorn.Config(
-        LimitsMiddleware(app, limits),
+        app,  # LimitsMiddleware comes with the app (`_ops.production_config`), for granian too
         host=host,
         port=port,
         http=uvicorn_protocol(limits),

@@ -15,14 +15,26 @@ from ..store import Store
 from ..tokens import validate_globs
 from ._limits import Limits, LimitsMiddleware
 from ._metrics import ObservabilityMiddleware
+from ._source import Source
 from ._upload import upload_routes
 from .auth import TokenAccess
 from .config import ServerConfig
 from .proxy import MirrorSource, Upstream
 
-__all__ = ["production_config", "read_token_file"]
+__all__ = ["configure_access_log", "production_config", "read_token_file"]
 
 log = logging.getLogger("hubpin.server")
+
+
+def configure_access_log() -> None:
+    """Send `hubpin.access` lines (one per request, no tokens) to stderr unless logging is set up."""
+    logger = logging.getLogger("hubpin.access")
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 def read_token_file(path: str | Path) -> str:
@@ -48,8 +60,14 @@ def production_config(
     limits: Limits | None = None,
     token_ttl: float = 2.0,
     ref_ttl: float = 60.0,
+    redirect_expires: int | None = None,
+    access_log: bool = True,
 ) -> ServerConfig:
-    """The ServerConfig `hubpin serve` runs with. Raises BadInput for inconsistent options."""
+    """The ServerConfig `hubpin serve` runs with. Raises BadInput for inconsistent options.
+
+    `access_log`: make sure `hubpin.access` lines reach stderr (tests capture them instead)."""
+    if access_log:
+        configure_access_log()
     public = validate_globs(tuple(public), "--public")
     allow = validate_globs(tuple(allow), "--allow")
     deny = validate_globs(tuple(deny), "--deny")
@@ -64,7 +82,7 @@ def production_config(
     if access.is_open():
         log.warning("open mirror: %s holds no tokens and no --public glob was given, so anyone who can reach "
                     "this server reads every repo (create a token to close it)", store.location)
-    source = None
+    source: Source | None = Source(store, redirect_expires=redirect_expires) if redirect_expires else None
     if upstream is not None or deny or lock is not None:
         token = read_token_file(upstream_token_file) if upstream_token_file else None
         source = MirrorSource(
@@ -74,6 +92,7 @@ def production_config(
             deny=deny,
             lock=read_lock(lock) if lock is not None else None,
             ref_ttl=ref_ttl,
+            redirect_expires=redirect_expires,
         )
 
     def who(token: str | None) -> str | None:

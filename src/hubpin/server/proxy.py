@@ -198,8 +198,9 @@ class MirrorSource(Source):
         lock: Lockfile | None = None,
         ref_ttl: float = 60.0,
         spool_dir: Path | None = None,
+        redirect_expires: int | None = None,
     ) -> None:
-        super().__init__(store)
+        super().__init__(store, redirect_expires=redirect_expires)
         self.upstream = upstream
         self.allow = tuple(allow)
         self.deny = tuple(deny)
