@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ._app import main, store_option
@@ -19,14 +21,23 @@ from ._app import main, store_option
     show_default=True,
     help="HTTP server: granian sends files zero-copy (sendfile); uvicorn is pure Python.",
 )
-@click.option("--public", multiple=True, metavar="GLOB", help="Repo globs anonymous callers may read (once tokens exist).")
+@click.option("--public", multiple=True, metavar="GLOB", help="Repo globs anonymous callers may read; once any is given (or a token exists), other repos need a token.")
 @click.option("--redirect", is_flag=True,
               help="S3 stores: answer downloads with a 302 to a presigned URL, so bytes flow from S3 directly.")
 @click.option("--redirect-expires", default=3600, show_default=True, type=click.IntRange(60, 7 * 24 * 3600),
               metavar="SECONDS", help="Lifetime of the presigned URLs of --redirect.")
+@click.option("--upstream", metavar="URL", help="Pull-through: fetch misses of --allow'ed repos from this Hub "
+              "(https://huggingface.co or another hubpin), verify them, keep them in the store.")
+@click.option("--upstream-token-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="File holding the token sent to --upstream (and only to it).")
+@click.option("--allow", multiple=True, metavar="GLOB", help="Repos --upstream may fetch ('org/*', 'datasets/org/*', '*').")
+@click.option("--deny", multiple=True, metavar="GLOB", help="Repos hidden entirely, stored or not.")
+@click.option("--lock", "lock_file", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
+              help="Serve only the commits pinned in this hubpin.lock (anything else: not found).")
 def serve(
     store_spec: str | None, host: str, port: int, server: str, public: tuple[str, ...], redirect: bool,
-    redirect_expires: int,
+    redirect_expires: int, upstream: str | None, upstream_token_file: str | None, allow: tuple[str, ...],
+    deny: tuple[str, ...], lock_file: str | None,
 ) -> None:
     """Serve a store (or any HF cache folder) as a Hugging Face Hub mirror.
 
@@ -36,9 +47,16 @@ def serve(
     from ..server._launch import run_server
 
     spec = store_spec or str(default_cache_dir())
+    ops: dict[str, object] = {"allow": list(allow), "deny": list(deny)}
+    if upstream:
+        ops["upstream"] = upstream
+    if upstream_token_file:
+        ops["upstream_token_file"] = str(Path(upstream_token_file).absolute())
+    if lock_file:
+        ops["lock"] = str(Path(lock_file).absolute())
 
     def ready(url: str) -> None:
         click.echo(f"hubpin mirror of {spec} on {url}  (HF_ENDPOINT={url}; Ctrl-C to stop)", err=True)
 
     run_server(spec, host=host, port=port, server=server, public=public, on_ready=ready,  # type: ignore[arg-type]
-               redirect_expires=redirect_expires if redirect else None)
+               redirect_expires=redirect_expires if redirect else None, ops=ops)

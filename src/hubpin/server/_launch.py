@@ -7,6 +7,7 @@ granian imports its target by name in its worker process, so the app is built by
 from __future__ import annotations
 
 import errno
+import json
 import os
 import socket
 from collections.abc import Callable
@@ -15,7 +16,6 @@ from typing import Any, Literal
 
 from ..errors import BadInput
 from ..store import Store, open_store
-from .config import ServerConfig
 
 __all__ = ["SERVERS", "app_from_env", "build_app", "check_port", "run_server"]
 
@@ -24,25 +24,30 @@ SERVERS: tuple[str, ...] = ("granian", "uvicorn")
 _ENV_STORE = "HUBPIN_SERVE_STORE"
 _ENV_PUBLIC = "HUBPIN_SERVE_PUBLIC"
 _ENV_REDIRECT = "HUBPIN_SERVE_REDIRECT"
+_ENV_OPS = "HUBPIN_SERVE_OPS"  # JSON of production_config options (paths and globs, never secrets)
 
 
-def build_app(store: Store, public: tuple[str, ...] = (), redirect_expires: int | None = None) -> Any:
+def build_app(
+    store: Store, public: tuple[str, ...] = (), redirect_expires: int | None = None, ops: dict[str, Any] | None = None
+) -> Any:
     """The production app: token access from the store (open while it holds no tokens).
 
-    `redirect_expires`: answer downloads with 302s to presigned store URLs valid that long (S3)."""
-    from ._source import Source
+    `redirect_expires`: answer downloads with 302s to presigned store URLs valid that long (S3).
+    `ops`: the pull-through/policy options of `_ops.production_config` (upstream, allow, deny, lock, ...);
+    uploads, /metrics and the access log are always on."""
+    from ._ops import production_config
     from .app import create_app
-    from .auth import TokenAccess
 
-    source = Source(store, redirect_expires=redirect_expires) if redirect_expires else None
-    return create_app(store, ServerConfig(access=TokenAccess(store, public=public), source=source))
+    config = production_config(store, public=public, redirect_expires=redirect_expires, **(ops or {}))
+    return create_app(store, config)
 
 
 def app_from_env() -> Any:
     """granian's factory target: the app over `$HUBPIN_SERVE_STORE`."""
     public = tuple(p for p in os.environ.get(_ENV_PUBLIC, "").split("\n") if p)
     redirect = int(os.environ.get(_ENV_REDIRECT) or 0) or None
-    return build_app(open_store(os.environ[_ENV_STORE]), public, redirect)
+    ops = json.loads(os.environ.get(_ENV_OPS) or "{}")
+    return build_app(open_store(os.environ[_ENV_STORE]), public, redirect, ops)
 
 
 def check_port(host: str, port: int) -> None:
@@ -65,6 +70,7 @@ def run_server(
     public: tuple[str, ...] = (),
     on_ready: Callable[[str], None] | None = None,
     redirect_expires: int | None = None,
+    ops: dict[str, Any] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM. `on_ready(url)` is called just before the server starts."""
     if not store_spec.startswith("s3://") and not Path(store_spec).is_dir():
@@ -75,6 +81,7 @@ def run_server(
     if redirect_expires and not hasattr(store, "presigned_url"):
         raise BadInput(f"--redirect needs a store with presigned URLs (s3://bucket/prefix), got {store_spec}",
                        hint="drop --redirect, or serve an S3 store")
+    app = build_app(store, public, redirect_expires, ops)  # bad options fail here, in one line, before binding
     check_port(host, port)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     if server == "uvicorn":
@@ -82,7 +89,7 @@ def run_server(
 
         from ._limits import uvicorn_config
 
-        config = uvicorn_config(build_app(store, public, redirect_expires), host=host, port=port)
+        config = uvicorn_config(app, host=host, port=port)
         config.log_level = "warning"
         config.access_log = False
         if on_ready:
@@ -98,6 +105,7 @@ def run_server(
     os.environ[_ENV_STORE] = store_spec
     os.environ[_ENV_PUBLIC] = "\n".join(public)
     os.environ[_ENV_REDIRECT] = str(redirect_expires or "")
+    os.environ[_ENV_OPS] = json.dumps(ops or {})
     g = Granian(
         "hubpin.server._launch:app_from_env",
         address=host,
