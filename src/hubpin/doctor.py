@@ -265,14 +265,25 @@ def weights_issues(paths: Iterable[str], torch_version: tuple[int, int] | None |
 
 
 def modules_cache_issue() -> Issue | None:
-    """Remote code is copied into HF_MODULES_CACHE before import; it must be writable."""
+    """Remote code is copied into HF_MODULES_CACHE before import; it must be a writable folder."""
+    import tempfile
+
     d = Path(os.environ.get("HF_MODULES_CACHE") or _env.hf_home() / "modules").expanduser()
     probe = d
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return Issue("remote-code", f"HF_MODULES_CACHE {d} is not writable: trust_remote_code cannot install "
-                     "the repo's modules", "export HF_MODULES_CACHE=<a writable folder>")
+    ok = probe.is_dir()
+    if ok and probe == d:
+        try:  # a real write: os.access says yes to root even on a read-only mount
+            with tempfile.NamedTemporaryFile(dir=d, prefix=".hubpin-doctor-"):
+                pass
+        except OSError:
+            ok = False
+    elif ok:
+        ok = os.access(probe, os.W_OK | os.X_OK)
+    if not ok:
+        return Issue("remote-code", f"HF_MODULES_CACHE {d} is not a writable folder: trust_remote_code cannot "
+                     "install the repo's modules", "export HF_MODULES_CACHE=<a writable folder>")
     return None
 
 
