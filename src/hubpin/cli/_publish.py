@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from ..objects import RepoKey
 from ..publish import publish
 from ._app import emit_json, get_store, main, parse_repo, store_option
 
@@ -15,15 +16,21 @@ from ._app import emit_json, get_store, main, parse_repo, store_option
 @click.option("--revision", default="main", show_default=True, help="Branch or tag to point at the commit.")
 @click.option("--message", "-m", default=None, help="Commit message.")
 @store_option
+@click.option("--to", "to_url", metavar="URL", default=None,
+              help="Publish to a running hubpin mirror over HTTP instead of a store (needs HF_TOKEN with write scope).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def publish_cmd(
-    folder: Path, repo_id: str, dataset: bool, revision: str, message: str | None, store_spec: str | None, as_json: bool
+    folder: Path, repo_id: str, dataset: bool, revision: str, message: str | None, store_spec: str | None,
+    to_url: str | None, as_json: bool,
 ) -> None:
     """Add FOLDER as a new commit of REPO_ID in a store and move refs/REVISION to it.
 
     The commit id is deterministic: the same content on the same parent gives the same id,
     and publishing an unchanged folder creates no commit.
     """
+    if to_url is not None:
+        _publish_to(folder, parse_repo(repo_id, dataset), to_url, revision, message, as_json)
+        return
     store = get_store(store_spec)
     result = publish(folder, parse_repo(repo_id, dataset), store, revision=revision, message=message)
     c = result.commit
@@ -35,3 +42,16 @@ def publish_cmd(
     state = "new commit" if result.created else "unchanged"
     click.echo(f"{result.repo}@{revision} = {c.sha} ({state}; {len(c.files)} files, {c.total_size} bytes, "
                f"{result.new_blobs} new blobs) in {store.location}")
+
+
+def _publish_to(folder: Path, repo: RepoKey, url: str, revision: str, message: str | None, as_json: bool) -> None:
+    from .._remote_publish import publish_http
+
+    r = publish_http(folder, repo, url, revision=revision, message=message)
+    if as_json:
+        emit_json({"repo": repo.id, "type": repo.type, "revision": revision, "commit": r.commit, "parent": r.parent,
+                   "created": r.created, "files": r.files, "bytes": r.bytes, "uploaded_blobs": r.uploaded, "to": url})
+        return
+    state = "new commit" if r.created else "unchanged"
+    click.echo(f"{repo}@{revision} = {r.commit} ({state}; {r.files} files, {r.bytes} bytes, "
+               f"{r.uploaded} blobs uploaded) on {url}")
