@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.conftest import unique_repo
 
+from conftest import unique_repo
 from hubpin.config import load_project
 from hubpin.errors import ConfigError, PolicyError
 from hubpin.hub import HubClient
