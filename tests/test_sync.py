@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 
 import pytest
-from faults import FaultyHub, cache_state, lock_for
 
+from faults import FaultyHub, cache_state, lock_for
 from hubpin.lockfile import write_lock
 from hubpin.objects import RepoKey
 from hubpin.sync import sync

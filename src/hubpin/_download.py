@@ -59,6 +59,8 @@ _PARTIAL = re.compile(
     + re.escape(PARTIAL_SUFFIX)
     + "$"
 )
+#: bytes worth keeping for the next run (below this, a rerun just fetches the file again)
+KEEP_PARTIAL_MIN = 64 * 1024
 #: an in-flight file of another host is taken over only when untouched for this long
 FOREIGN_STALE_SECONDS = 600.0
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -383,7 +385,7 @@ class Downloader:
         finally:
             if fd >= 0:
                 os.close(fd)
-            if keep and _size(mine) > 0:
+            if keep and _size(mine) >= KEEP_PARTIAL_MIN:
                 with contextlib.suppress(OSError):
                     os.replace(mine, _resting_name(task.blobs_dir, entry.etag))
             with contextlib.suppress(FileNotFoundError):
@@ -471,7 +473,7 @@ class Downloader:
                         offset += len(chunk)
                         result.downloaded += len(chunk)
                         self.on_bytes(len(chunk))
-                        if self.stop.is_set():
+                        if self.stop.is_set() and offset < size:
                             raise Cancelled(f"{task.what}: stopped")
                 except (httpx.TransportError, httpx.StreamError) as e:
                     raise _Retry(f"connection lost after {offset} of {size} bytes: {type(e).__name__}",
