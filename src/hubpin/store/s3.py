@@ -34,7 +34,7 @@ from ..paths import is_commit_sha, safe_relpath, validate_revision
 from .base import BlobWriter, Store
 from .hfcache import _ETAG, META_DIR, _dump_json, _repo_from_folder
 
-__all__ = ["DEFAULT_MULTIPART_THRESHOLD", "DEFAULT_PART_SIZE", "S3Store"]
+__all__ = ["DEFAULT_MULTIPART_THRESHOLD", "DEFAULT_PART_SIZE", "DEFAULT_UPLOAD_CONCURRENCY", "S3Store"]
 
 #: blobs at least this big are sent as a multipart upload (completed only after verification)
 DEFAULT_MULTIPART_THRESHOLD = 64 * 1024 * 1024
@@ -42,7 +42,9 @@ DEFAULT_MULTIPART_THRESHOLD = 64 * 1024 * 1024
 DEFAULT_PART_SIZE = 16 * 1024 * 1024
 _MAX_PARTS = 10_000
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024  # single-part blobs above this spill to a local temp file
-_PARTS_IN_FLIGHT = 2  # uploads overlapping hashing; memory per writer ≈ (this + 1) × part size
+#: parts uploaded at once per multipart blob (S3 servers write faster in parallel); a writer holds
+#: at most (this + 1) × part size in memory
+DEFAULT_UPLOAD_CONCURRENCY = 4
 _COMMIT_CACHE = 256
 
 T = TypeVar("T")
@@ -82,6 +84,7 @@ class S3Store(Store):
         multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
         part_size: int = DEFAULT_PART_SIZE,
         list_page_size: int = 1000,
+        upload_concurrency: int = DEFAULT_UPLOAD_CONCURRENCY,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
@@ -89,6 +92,7 @@ class S3Store(Store):
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
         self.list_page_size = list_page_size
+        self.upload_concurrency = max(1, upload_concurrency)
         self.client = client if client is not None else _make_client(endpoint_url)
         self._commits: OrderedDict[tuple[RepoKey, str], Commit] = OrderedDict()
         self._sizes: OrderedDict[tuple[RepoKey, str], int] = OrderedDict()
@@ -401,7 +405,7 @@ class _MultipartWriter(BlobWriter):
         resp = store._call("CreateMultipartUpload", key, store.client.create_multipart_upload, Key=key)
         self.upload_id: str = resp["UploadId"]
         self._buf = bytearray()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="hubpin-s3-part")
+        self._pool = ThreadPoolExecutor(store.upload_concurrency, thread_name_prefix="hubpin-s3-part")
         self._pending: list[Future[dict[str, Any]]] = []
         self._parts: list[dict[str, Any]] = []
 
@@ -415,7 +419,7 @@ class _MultipartWriter(BlobWriter):
     def _send(self, chunk: bytes) -> None:
         number = len(self._parts) + len(self._pending) + 1
         self._pending.append(self._pool.submit(self._upload_part, number, chunk))
-        while len(self._pending) >= _PARTS_IN_FLIGHT:  # bounded memory: wait for the oldest part
+        while len(self._pending) >= self.store.upload_concurrency:  # bounded memory: wait for the oldest
             self._parts.append(self._pending.pop(0).result())
 
     def _upload_part(self, number: int, chunk: bytes) -> dict[str, Any]:
