@@ -174,7 +174,9 @@ class HubClient:
                 request = self.http.build_request(method, url, params=params)
                 response = self.http.send(request, stream=stream)
             except httpx.TransportError as e:
-                if attempt < self.max_retries:
+                # nothing listening is rarely transient: retry it twice (1.5 s), not the full budget
+                budget = min(self.max_retries, 2) if isinstance(e, httpx.ConnectError) else self.max_retries
+                if attempt < budget:
                     self._wait(attempt, None)
                     attempt += 1
                     continue

@@ -179,9 +179,9 @@ def lock_project(
         old = previous.get(decl.repo)
         upgrading = _upgrading(decl, upgrade)
         entry, tree = (None, None) if upgrading else _reuse(client, decl, old, jobs)
-        fresh = entry is not old
         if entry is None:
             entry, tree = lock_repo(client, decl, known=old, jobs=jobs)
+        fresh = entry is not old
         entries[decl.repo] = entry
         ctx = LockContext(project, client, decl, entry, previous, fresh, upgrading, tree, jobs)
         for hook in hooks:
