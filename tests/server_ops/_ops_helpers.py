@@ -72,6 +72,7 @@ class Faulty:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.requests: list[tuple[str, str]] = []
+        self.auth_headers: list[str] = []
         self.flip_byte = False
         self.fail_429: int = 0  # answer this many API requests with 429 first
         self.retry_after = "1"
@@ -88,6 +89,7 @@ class Faulty:
             return
         with self.lock:
             self.requests.append((scope["method"], scope["path"]))
+            self.auth_headers += [v.decode() for k, v in scope["headers"] if k == b"authorization"]
         if self.fail_429 and scope["path"].startswith("/api/"):
             self.fail_429 -= 1
             await send({"type": "http.response.start", "status": 429,

@@ -46,10 +46,16 @@ class BlobFetch:
 
     # -- leader side ----------------------------------------------------------------------
     def run(
-        self, store: Store, chunks: Iterator[bytes], on_finish: Callable[[], None] = lambda: None
+        self,
+        store: Store,
+        chunks: Iterator[bytes],
+        on_finish: Callable[[], None] = lambda: None,
+        on_published: Callable[[], None] = lambda: None,
     ) -> Exception | None:
         """Copy `chunks` to the spool and the store; publish only if size and hashes match.
 
+        `on_published` runs after the blob is in the store and before readers get the last
+        byte, so a client that finished reading finds the store up to date.
         Returns the exception that stopped the fetch (also shown to every reader), or None.
         """
         self.store = store
@@ -61,6 +67,7 @@ class BlobFetch:
                     with self.cond:
                         self.written += len(chunk)
                         self.cond.notify_all()
+            on_published()
             with self.cond:
                 self.done = True
                 self.cond.notify_all()

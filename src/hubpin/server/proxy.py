@@ -101,10 +101,10 @@ class Upstream:
         self.client.close()
 
     def _send(self, method: str, path: str, *, stream: bool = False, **kw: Any) -> httpx.Response:
-        for attempt in range(2):
+        for _attempt in range(2):  # a 429 with a short Retry-After is waited out once
             wait = self._blocked_until - time.monotonic()
             if wait > 0:
-                if wait > self.max_wait or attempt:
+                if wait > self.max_wait:
                     raise UpstreamUnavailable(f"rate limited by {self.url} for {wait:.0f} more s")
                 time.sleep(wait)
             try:
@@ -387,10 +387,10 @@ class MirrorSource(Source):
             with self.upstream.blob(repo, commit.sha, entry) as body:  # type: ignore[union-attr]
                 yield from body
 
-        err = fetch.run(self.store, chunks(), on_finish=lambda: self.flights.finish(fetch))
+        err = fetch.run(self.store, chunks(), on_finish=lambda: self.flights.finish(fetch),
+                        on_published=lambda: self._stored(repo, commit, entry))
         if err is None:
             metrics.UPSTREAM_FETCHES.labels("ok").inc()
-            self._stored(repo, commit, entry)
             return
         metrics.UPSTREAM_FETCHES.labels("failed").inc()
         if isinstance(err, HashMismatchError):
