@@ -6,6 +6,7 @@ The CLI (`hubpin ...`) is a thin layer over the functions re-exported here.
 from __future__ import annotations
 
 from .api import commit, snapshot
+from .config import Project, RepoDecl, find_project
 from .errors import (
     BadInput,
     BundleError,
@@ -21,6 +22,8 @@ from .errors import (
     RemoteError,
     UnsafePathError,
 )
+from .hub import HubClient, RemoteFile
+from .lock import lock_project, outdated
 from .lockfile import LockedRepo, Lockfile, read_lock, write_lock
 from .objects import Commit, FileEntry, RepoKey
 from .publish import PublishResult, publish
@@ -37,6 +40,7 @@ __all__ = [
     "DriftError",
     "FileEntry",
     "HashMismatchError",
+    "HubClient",
     "HubpinError",
     "LocalStore",
     "LockedRepo",
@@ -45,13 +49,19 @@ __all__ = [
     "NotFoundError",
     "NotSyncedError",
     "PolicyError",
+    "Project",
     "PublishResult",
     "RemoteError",
+    "RemoteFile",
+    "RepoDecl",
     "RepoKey",
     "Store",
     "UnsafePathError",
     "commit",
+    "find_project",
+    "lock_project",
     "open_store",
+    "outdated",
     "publish",
     "read_lock",
     "snapshot",
