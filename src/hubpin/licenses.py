@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["LicenseInfo", "identify_license_text", "license_allowed", "license_info", "read_card_metadata"]
+__all__ = ["LicenseInfo", "identify_license_text", "is_license_file", "license_allowed", "license_info", "read_card_metadata"]
 
 _MAX_TEXT = 1024 * 1024
 _FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(\r?\n|\Z)", re.S)
@@ -98,9 +98,9 @@ def _norm(value: object) -> str | None:
     return str(value).strip().lower() or None
 
 
-def _is_license_file(rel: str) -> bool:
-    name = rel.rsplit("/", 1)[-1].upper()
-    return "/" not in rel and name.startswith(("LICENSE", "LICENCE", "COPYING"))
+def is_license_file(rel: str) -> bool:
+    """README.md (the card) or a top-level LICENSE*/LICENCE*/COPYING* file."""
+    return rel == "README.md" or ("/" not in rel and rel.upper().startswith(("LICENSE", "LICENCE", "COPYING")))
 
 
 def license_info(files: Iterable[tuple[str, Path]]) -> LicenseInfo:
@@ -117,7 +117,7 @@ def license_info(files: Iterable[tuple[str, Path]]) -> LicenseInfo:
                 link = str(meta["license_link"]) if meta.get("license_link") else None
                 if license_id or name:
                     sources.append(rel)
-            elif _is_license_file(rel):
+            elif is_license_file(rel):
                 found[rel] = identify_license_text(_read_text(local))
                 sources.append(rel)
         except OSError:

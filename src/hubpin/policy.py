@@ -150,9 +150,12 @@ def enforce_files(
 LOCK_FULL_FETCH = 1024 * 1024
 
 
-def _fetch_for_policy(client: Any, entry: Any, folder: Path, jobs: int = 8) -> tuple[list[tuple[str, Path]], set[str]]:
-    """Fetch `entry`'s files at its commit into `folder`: small ones whole (and checked against
-    the locked sha256), big ones as a 64 KiB prefix (Range). Returns (files, partial paths)."""
+def _fetch_for_policy(
+    client: Any, repo: RepoKey, commit: str, files: Sequence[Any], folder: Path, jobs: int = 8
+) -> tuple[list[tuple[str, Path]], set[str]]:
+    """Fetch `files` (with .path, .size, .sha256) at `commit` into `folder`: small ones whole (and
+    checked against the sha256 when known), big ones as a 64 KiB prefix (Range).
+    Returns (files, partial paths)."""
     import hashlib
     from concurrent.futures import ThreadPoolExecutor
 
@@ -166,12 +169,12 @@ def _fetch_for_policy(client: Any, entry: Any, folder: Path, jobs: int = 8) -> t
         h = hashlib.sha256()
         with open(local, "wb") as out:
             if whole:
-                with client.open_file(entry.repo, entry.commit, f.path) as r:
+                with client.open_file(repo, commit, f.path) as r:
                     for chunk in r.iter_bytes(1 << 16):
                         h.update(chunk)
                         out.write(chunk)
             else:
-                url = client.file_url(entry.repo, entry.commit, f.path)
+                url = client.file_url(repo, commit, f.path)
                 with client.http.stream("GET", url, headers={"Range": f"bytes=0-{PREFIX_BYTES - 1}"}) as r:
                     r.raise_for_status()
                     got = 0
@@ -180,13 +183,14 @@ def _fetch_for_policy(client: Any, entry: Any, folder: Path, jobs: int = 8) -> t
                         got += len(chunk)
                         if got >= PREFIX_BYTES:
                             break  # a server that ignores Range: stop reading
-        if whole and f.sha256 and h.hexdigest() != f.sha256:
-            raise HashMismatchError(f"{entry.repo}@{entry.commit[:12]}: {f.path} sha256", expected=f.sha256,
+        sha256 = getattr(f, "sha256", None) or getattr(f, "lfs_sha256", None)
+        if whole and sha256 and h.hexdigest() != sha256:
+            raise HashMismatchError(f"{repo}@{commit[:12]}: {f.path} sha256", expected=sha256,
                                     actual=h.hexdigest())
         return f.path, local, whole
 
-    with ThreadPoolExecutor(max(1, min(jobs, len(entry.files) or 1))) as pool:
-        results = list(pool.map(one, enumerate(entry.files)))
+    with ThreadPoolExecutor(max(1, min(jobs, len(files) or 1))) as pool:
+        results = list(pool.map(one, enumerate(files)))
     return [(p, local) for p, local, _ in results], {p for p, _, whole in results if not whole}
 
 
@@ -199,11 +203,19 @@ def lock_hook(ctx: Any) -> list[Any]:
     """
     import tempfile
 
-    policy = Policy.from_project(ctx.project, ctx.decl.repo)
-    with tempfile.TemporaryDirectory(prefix="hubpin-policy-") as tmp:
-        files, partial = _fetch_for_policy(ctx.client, ctx.entry, Path(tmp), getattr(ctx, "_jobs", 8))
-        from .scan import scan_files
+    from .licenses import is_license_file
+    from .scan import scan_files
 
+    policy = Policy.from_project(ctx.project, ctx.decl.repo)
+    entry = ctx.entry
+    wanted: list[Any] = list(entry.files)
+    if policy.licenses is not None and ctx.remote_files:
+        # the card and LICENSE files decide the license even when include/exclude leave them out
+        locked = {f.path for f in entry.files}
+        wanted += [f for f in ctx.remote_files if f.path not in locked and is_license_file(f.path)]
+    with tempfile.TemporaryDirectory(prefix="hubpin-policy-") as tmp:
+        files, partial = _fetch_for_policy(ctx.client, entry.repo, entry.commit, wanted, Path(tmp),
+                                           getattr(ctx, "_jobs", 8))
         report = scan_files(files, policy, target=str(ctx.decl.repo), partial=partial)
     enforce_report(report)
     extras = []

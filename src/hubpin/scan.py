@@ -6,7 +6,7 @@ policy:
 | kind | when | violation |
 |---|---|---|
 | `pickle` | pickle-family content (raw pickle any protocol, torch zip, zip/tar holding pickles, 7z) | unless `allow-pickle` and it passes picklescan --strict and the opcode allow-list |
-| `invalid-safetensors` | a `.safetensors` (or safetensors-looking) file whose header is unsound | always |
+| `invalid-safetensors` | a `.safetensors` (or safetensors-looking) file whose header is unsound | never (reported: it cannot run code, only fail to load) |
 | `remote-code` | a `.py` file, or an `auto_map` entry into this repo | unless `allow-remote-code` |
 | `cross-repo-code` | an `auto_map` entry into another repo (`other/repo--mod.Class`) | unless `allow-remote-code` |
 | `license` | the repo's license, or its absence | when `licenses` is set and it is not in it |
@@ -151,7 +151,8 @@ def _scan_one(rel: str, local: Path, policy: Policy) -> list[Finding]:
     if rel.endswith(".safetensors") or _safetensors_like(local):
         why = _pickle.validate_safetensors(local)
         if why is not None:
-            out.append(Finding(rel, "invalid-safetensors", why, True))
+            # reported, not refused: a malformed safetensors cannot run code, it just fails to load
+            out.append(Finding(rel, "invalid-safetensors", why, False))
         return out
     if rel.endswith(".py"):
         out.append(Finding(rel, "remote-code", "Python file (runs with trust_remote_code=True)",

@@ -11,7 +11,7 @@ from .. import _env
 from ..config import Project, find_project
 from ..doctor import diagnose
 from ..errors import CheckFailed, ConfigError, NotFoundError, NotSyncedError, PolicyError
-from ..licenses import license_allowed, license_info
+from ..licenses import is_license_file, license_allowed, license_info
 from ..policy import Policy, enforce_report, policy_for
 from ..scan import ScanReport, scan_folder, scan_locked_repo
 from ._app import emit_json, main
@@ -103,8 +103,7 @@ def licenses_cmd(config_path: Path | None, cache_dir: Path | None, as_json: bool
     rows: list[dict[str, Any]] = []
     for entry in project.read_lock().repos:
         blobs = cache / entry.repo.folder / "blobs"
-        files = [(f.path, blobs / f.etag) for f in entry.files
-                 if f.path == "README.md" or f.path.upper().startswith(("LICENSE", "LICENCE", "COPYING"))]
+        files = [(f.path, blobs / f.etag) for f in entry.files if is_license_file(f.path)]
         present = [(p, b) for p, b in files if b.is_file()]
         info = license_info(present)
         policy = policy_for(project, entry.repo)
