@@ -243,3 +243,23 @@ def test_hash_file_checks_size_and_git_blob_id(hub, client: HubClient, tmp_path:
         client.hash_file(repo, sha, RemoteFile("a.txt", 5, git_blob_id(b"HELLO")))
     with pytest.raises(HashMismatchError, match="size"):
         client.hash_file(repo, sha, RemoteFile("a.txt", 4, f.oid))
+
+
+def test_redirect_to_another_host_drops_the_token() -> None:
+    secret = "hf_secret_for_redirect"
+    cdn_auth: list[str | None] = []
+
+    async def cdn(request: Request) -> Response:
+        cdn_auth.append(request.headers.get("authorization"))
+        return Response(b"hello", headers={"X-Repo-Commit": SHA})
+
+    with serve_in_thread(Starlette(routes=[Route("/blob", cdn)])) as cdn_url:
+
+        async def resolve(request: Request) -> Response:
+            return Response(status_code=302, headers={"Location": f"{cdn_url}/blob", "X-Repo-Commit": SHA})
+
+        app = Starlette(routes=[Route(f"/org/x/resolve/{SHA}/a.txt", resolve)])
+        with serve_in_thread(app) as url, HubClient(url, token=secret) as c:
+            d = c.hash_file(RepoKey("model", "org/x"), SHA, RemoteFile("a.txt", 5, git_blob_id(b"hello")))
+    assert d.sha256 == hashlib.sha256(b"hello").hexdigest()
+    assert cdn_auth == [None]
