@@ -7,6 +7,7 @@ from a real one with one defect, and each must be refused whole with the target 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -379,7 +380,7 @@ def test_disk_full_half_way_reports_no_space_and_leaves_target_unchanged(
     real = bundle_mod._StagingFile.write
 
     def write(self: object, data: memoryview) -> None:
-        if written[0] + len(data) > BIG // 2:
+        if written[0]:  # the disk fills up after the first chunk landed in staging
             raise OSError(errno.ENOSPC, "No space left on device")
         written[0] += len(data)
         real(self, data)  # type: ignore[arg-type]
@@ -453,3 +454,30 @@ def test_gnu_tar_lists_and_extracts_the_bundle(world: World, tmp_path: Path) -> 
     assert listing.stdout.splitlines()[0] == MANIFEST_NAME and not listing.stderr
     data = io.BytesIO(world.bundle.read_bytes())
     assert len(data.getvalue()) % BLOCK == 0
+
+
+def test_bundle_read_from_a_pipe_checks_the_trailing_signature_before_installing(world: World, tmp_path: Path,
+                                                                                 target: Path) -> None:
+    import threading
+
+    def feed(fifo: Path) -> threading.Thread:
+        def run() -> None:
+            with contextlib.suppress(BrokenPipeError), open(fifo, "wb") as f:
+                f.write(world.bundle.read_bytes())
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        return t
+
+    before = tree_state(target)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    t = feed(fifo)
+    with pytest.raises(BundleError, match="signed by sha256:"):
+        import_bundle(fifo, target, trust=world.other_pub)  # a pipe cannot be peeked: refused at its end
+    t.join(10)
+    assert tree_state(target) == before
+    t = feed(fifo)
+    report = import_bundle(fifo, target, trust=world.pub)
+    t.join(10)
+    assert report.trusted and report.signer == generate_fingerprint(world.pub)
+    assert LocalStore(target).get_ref(RepoKey("model", "org/alpha"), "main") is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ from .signing import Signature, verify
 __all__ = ["BlobDigest", "BundleReader", "read_head"]
 
 BUF = 4 * CHUNK
-_TAIL = 2 * BLOCK + SIG_SIZE + 2 * BLOCK  # sig header + sig data + two zero blocks (+ slack)
+_TAIL = BLOCK + SIG_SIZE + 2 * BLOCK  # signature header + signature data + two zero blocks
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class BundleReader:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._f = _open(path)
+        self.seekable = stat.S_ISREG(os.fstat(self._f.fileno()).st_mode)
         self.offset = 0
         self._buf = bytearray(BUF)
         self.manifest_bytes = self._read_manifest()
@@ -129,16 +131,18 @@ class BundleReader:
 
     def _peek_tail_signature(self) -> Signature | None:
         """Read the signature from the end of the file without moving the stream (seekable files)."""
+        if not self.seekable:
+            return None  # a pipe: the signature is checked when the stream reaches it
         try:
             end = os.fstat(self._f.fileno()).st_size
-            if end < self.offset + _TAIL - BLOCK:
+            if end < self.offset + _TAIL:
                 return None
             here = self._f.tell()
-            self._f.seek(end - (BLOCK + SIG_SIZE + 2 * BLOCK))
-            tail = self._f.read(BLOCK + SIG_SIZE + 2 * BLOCK)
+            self._f.seek(end - _TAIL)
+            tail = self._f.read(_TAIL)
             self._f.seek(here)
         except (OSError, io.UnsupportedOperation):
-            return None  # a pipe: the signature is checked when the stream reaches it
+            return None
         if tail[:BLOCK] != member_header(SIG_NAME, SIG_SIZE) or tail[-2 * BLOCK:] != bytes(2 * BLOCK):
             return None
         sig = decode_signature(tail[BLOCK:BLOCK + SIG_SIZE])

@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from .errors import BundleError, HubpinError, NotSyncedError
 from .lockfile import LockedRepo, Lockfile
 from .objects import Commit, RepoKey
 from .paths import is_commit_sha
-from .signing import KeyPair, fingerprint, generate_keypair, load_public_key
+from .signing import KeyPair, Signature, fingerprint, generate_keypair, load_public_key
 from .store import LocalStore, Store, open_store
 
 __all__ = [
@@ -57,14 +58,30 @@ def export_bundle(out: str | os.PathLike[str], store: Store, entries: list[Locke
     `out` on failure (a corrupt cached blob raises `HashMismatchError`)."""
     require_present(store, entries)
     fsync = getattr(store, "fsync", True)
-    return write_bundle(store, entries, Path(out), sign_key=Path(sign_key) if sign_key else None, fsync=fsync)
+    with _export_errors(out):
+        return write_bundle(store, entries, Path(out), sign_key=Path(sign_key) if sign_key else None, fsync=fsync)
 
 
 def export_dir(out: str | os.PathLike[str], store: Store, entries: list[LockedRepo]) -> dict[str, Any]:
     """Write `out/<org>/<name>/<path>` byte-identical real files (+ `hubpin-manifest.json`), loadable
     with `from_pretrained(out/<org>/<name>)`. Verified while copying; nothing left on failure."""
     require_present(store, entries)
-    return write_dir(store, entries, Path(out), fsync=getattr(store, "fsync", True))
+    with _export_errors(out):
+        return write_dir(store, entries, Path(out), fsync=getattr(store, "fsync", True))
+
+
+@contextlib.contextmanager
+def _export_errors(out: str | os.PathLike[str]) -> Iterator[None]:
+    """OS errors while exporting as one-line HubpinErrors (the temp output is already removed)."""
+    try:
+        yield
+    except HubpinError:
+        raise
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise HubpinError(f"no space left on device writing {out}: {e.strerror}",
+                              hint="free some space or export elsewhere; nothing was left at the output") from e
+        raise HubpinError(f"exporting to {out}: {e.strerror or e} ({e.filename or out})") from e
 
 
 # -- info ---------------------------------------------------------------------------------
@@ -189,18 +206,30 @@ def import_bundle(bundle: str | os.PathLike[str], store: Store | str | os.PathLi
     trusted_fpr = fingerprint(load_public_key(trust)) if trust is not None else None
     with BundleReader(bundle) as reader:
         sig = reader.tail_signature
-        if trusted_fpr is not None:
-            if sig is None:
-                raise BundleError(f"bundle {bundle}: unsigned (expected a signature by {trusted_fpr})",
-                                  hint="ask the sender to export with --sign, or import without --trust")
-            if sig.fingerprint != trusted_fpr:
-                raise BundleError(f"bundle {bundle}: signed by {sig.fingerprint} (expected {trusted_fpr})",
-                                  hint="the bundle was signed with a key you do not trust")
+        if reader.seekable:  # refuse before anything is written; a pipe is checked at its end
+            _check_trust(sig, trusted_fpr, bundle)
         manifest = reader.manifest
         entries = _covering(manifest, lock, bundle) if lock is not None else list(manifest.repos)
         report = ImportReport(target.location, sig.fingerprint if sig else None, trusted_fpr is not None)
-        _install(reader, entries, target, force, report)
+        try:
+            _install(reader, entries, target, force, report, lambda s: _check_trust(s, trusted_fpr, bundle))
+        except HubpinError:
+            raise
+        except OSError as e:
+            raise HubpinError(f"importing {bundle} into {target.location}: {e.strerror or e} "
+                              f"({e.filename or 'target'})") from e
     return report
+
+
+def _check_trust(sig: Signature | None, trusted_fpr: str | None, bundle: Path) -> None:
+    if trusted_fpr is None:
+        return
+    if sig is None:
+        raise BundleError(f"bundle {bundle}: unsigned (expected a signature by {trusted_fpr})",
+                          hint="ask the sender to export with --sign, or import without --trust")
+    if sig.fingerprint != trusted_fpr:
+        raise BundleError(f"bundle {bundle}: signed by {sig.fingerprint} (expected {trusted_fpr})",
+                          hint="the bundle was signed with a key you do not trust")
 
 
 def sync_from_bundle(lock: Lockfile, bundle_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None,
@@ -228,7 +257,7 @@ def _plan_refs(target: Store, entries: list[LockedRepo], force: bool,
 
 
 def _install(reader: BundleReader, entries: list[LockedRepo], target: Store, force: bool,
-             report: ImportReport) -> None:
+             report: ImportReport, check_signature: Callable[[Signature | None], None]) -> None:
     needed: dict[str, BlobRef] = {b.sha256: b for b in reader.manifest.blobs}
     wanted = {str(f.sha256) for r in entries for f in r.files}
     need_sha1 = {str(f.sha256) for r in entries for f in r.files if not f.lfs}
@@ -252,8 +281,10 @@ def _install(reader: BundleReader, entries: list[LockedRepo], target: Store, for
         free = shutil.disk_usage(_existing_parent(space_root)).free
         if 0 < free < needed_bytes:  # advisory: some filesystems report 0 free
             raise _no_space(target.location, needed_bytes, space_root)
-        digests = _stream_to_staging(reader, staging, wanted, need_sha1, fsync, target.location, needed_bytes,
-                                     space_root)
+        digests, sig = _stream_to_staging(reader, staging, wanted, need_sha1, fsync, target.location,
+                                          needed_bytes, space_root)
+        check_signature(sig)
+        report.signer = sig.fingerprint if sig else None
         _check_etags(entries, digests, reader.path)
         refs = _plan_refs(target, entries, force, report)
         if local:
@@ -273,7 +304,8 @@ def _install(reader: BundleReader, entries: list[LockedRepo], target: Store, for
 
 
 def _stream_to_staging(reader: BundleReader, staging: Path, wanted: set[str], need_sha1: set[str], fsync: bool,
-                       target: str, needed_bytes: int, space_root: Path) -> dict[str, BlobDigest]:
+                       target: str, needed_bytes: int, space_root: Path
+                       ) -> tuple[dict[str, BlobDigest], Signature | None]:
     open_files: list[_StagingFile] = []
 
     def sink(blob: BlobRef):  # type: ignore[no-untyped-def]
@@ -291,7 +323,7 @@ def _stream_to_staging(reader: BundleReader, staging: Path, wanted: set[str], ne
         for f in open_files:
             f.close(fsync)
         open_files.clear()
-        reader.finish()
+        sig = reader.finish()
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise _no_space(target, needed_bytes, space_root) from e
@@ -301,7 +333,7 @@ def _stream_to_staging(reader: BundleReader, staging: Path, wanted: set[str], ne
         for f in open_files:
             with contextlib.suppress(OSError):
                 f.close(False)
-    return digests
+    return digests, sig
 
 
 def _check_etags(entries: list[LockedRepo], digests: dict[str, BlobDigest], bundle: Path) -> None:
