@@ -41,6 +41,7 @@ _KNOWN_EXT = (".model", ".onnx", ".pb", ".tflite", ".msgpack", ".h5", ".npy", ".
               ".spm", ".ot", ".mlmodel", ".tiktoken", ".bpe")
 
 
+_RANK = {"pickle": 0, "cross-repo-code": 1, "remote-code": 2, "license": 3, "invalid-safetensors": 4}
 _VERDICT = {
     "pickle": "pickle not allowed",
     "remote-code": "remote code not allowed",
@@ -207,7 +208,8 @@ def scan_files(
         if why is not None:
             findings = [f for f in findings if f.kind != "license"]
             findings.append(Finding(info.sources[0] if info.sources else "README.md", "license", why, True))
-    findings.sort(key=lambda f: (not f.violation, f.path, f.kind))
+    # violations first, the most dangerous kind first, then by path (stable, diff-friendly output)
+    findings.sort(key=lambda f: (not f.violation, _RANK.get(f.kind, 9), f.path))
     return ScanReport(target, policy, tuple(findings), info, tuple(sorted(code_repos)), len(files))
 
 
