@@ -6,6 +6,7 @@ The CLI (`hubpin ...`) is a thin layer over the functions re-exported here.
 from __future__ import annotations
 
 from .api import commit, snapshot
+from .bundle import bundle_info, export_bundle, export_dir, import_bundle, sync_from_bundle
 from .config import Project, RepoDecl, find_project
 from .errors import (
     BadInput,
@@ -57,13 +58,18 @@ __all__ = [
     "RepoKey",
     "Store",
     "UnsafePathError",
+    "bundle_info",
     "commit",
+    "export_bundle",
+    "export_dir",
     "find_project",
+    "import_bundle",
     "lock_project",
     "open_store",
     "outdated",
     "publish",
     "read_lock",
     "snapshot",
+    "sync_from_bundle",
     "write_lock",
 ]
