@@ -122,6 +122,7 @@ class Source:
         """
         presign = getattr(self.store, "presigned_url", None)
         if self.redirect_expires and presign is not None:
+            # a GET URL on HEAD too: huggingface_hub GETs the Location its HEAD received
             return _redirect(presign(repo, entry.etag, self.redirect_expires), entry, headers)
         ranges = parse_range(request.headers.get("range"), entry.size) if request.method in ("GET", "HEAD") else None
         path = self.local_path(repo, commit, entry)
