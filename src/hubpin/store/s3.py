@@ -349,13 +349,13 @@ class S3Store(Store):
             return _MultipartWriter(self, key, part, what, etag, size, sha256)
         return _SinglePutWriter(self, key, what, etag, size, sha256)
 
-    def presigned_url(self, repo: RepoKey, etag: str, expires: int = 3600) -> str:
-        """A time-limited GET URL of a blob, for answering downloads with a redirect to S3."""
-        return str(
-            self.client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": self.blob_key(repo, etag)}, ExpiresIn=expires
-            )
-        )
+    def presigned_url(self, repo: RepoKey, etag: str, expires: int = 3600, method: str = "GET") -> str:
+        """A time-limited URL of a blob, for answering downloads with a redirect to S3.
+
+        The signature covers the method: a `method="GET"` URL answers GETs only (on AWS S3)."""
+        op = {"GET": "get_object", "HEAD": "head_object"}[method]
+        params = {"Bucket": self.bucket, "Key": self.blob_key(repo, etag)}
+        return str(self.client.generate_presigned_url(op, Params=params, ExpiresIn=expires))
 
     # -- metadata -------------------------------------------------------------------------
     def read_meta(self, name: str) -> bytes | None:
