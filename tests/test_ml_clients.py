@@ -254,10 +254,18 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    assert " | ".join(JAPANESE_TOKENS) in out
+    # through the mirror, then offline by name after lock + sync: the same tokens both times
+    assert out.count(" | ".join(JAPANESE_TOKENS)) == 2
     assert "all identical to the source folders" in out
-    assert out.rstrip().splitlines()[-2].startswith("ok:") or "ok:" in out
-    assert (workdir / "store").is_dir()  # --workdir keeps the files
+    assert "the locked commit loaded" in out  # offline load ignored the newer main
+    assert "sha256 expected" in out and "(exit 1; the byte is restored)" in out  # verify caught the flip
+    assert out.rstrip().splitlines()[-2].startswith("ok: ")
+    assert proc.stderr.strip() == ""
+    lock = (workdir / "app" / "hubpin.lock").read_text("utf-8")
+    assert JAPANESE_REPO_ID in lock
+    assert (
+        workdir / "deploy-cache" / f"models--{JAPANESE_REPO_ID.replace('/', '--')}" / "refs" / "main"
+    ).is_file()
 
 
 def test_demo_failing_step_gives_one_error_line_and_stops_the_server(
@@ -266,20 +274,21 @@ def test_demo_failing_step_gives_one_error_line_and_stops_the_server(
     import os
 
     from hubpin.demo import __main__ as demo_main
+    from hubpin.demo import _core, _steps
 
-    for var in demo_main.PARENT_ENV:  # main() sets these; restore them after the test
+    for var in _core.PARENT_ENV:  # main() sets these; restore them after the test
         monkeypatch.setenv(var, os.environ.get(var, ""))
     servers: list = []
 
-    def make_empty_store(demo: demo_main.Demo) -> None:
+    def make_empty_store(demo: _core.Demo) -> None:
         demo.store.mkdir()
 
-    def boom(demo: demo_main.Demo) -> None:
+    def boom(demo: _core.Demo) -> None:
         assert demo.server is not None and demo.server.poll() is None  # the mirror is running
         servers.append(demo.server)
-        raise demo_main.DemoError("the model differs", hint="look at serve.log")
+        raise _core.DemoError("the model differs", hint="look at serve.log")
 
-    steps = [("empty store", make_empty_store), ("serve", demo_main.step_serve), ("load: check", boom)]
+    steps = [("empty store", make_empty_store), ("serve", _steps.step_serve), ("load: check", boom)]
     monkeypatch.setattr(demo_main, "STEPS", steps)
     workdir = tmp_path / "demo"
 
