@@ -209,3 +209,28 @@ def test_cli_publish_to_s3_url_reads_endpoint_and_credentials_from_env(s3_server
     lines = r.stderr.strip().splitlines()
     assert lines[0].startswith("error: s3://") and s3_server.bucket in lines[0]
     assert lines[1].startswith("hint: ")
+
+
+def test_multipart_upload_memory_stays_bounded(s3_server):
+    import tracemalloc
+
+    part = 5 * MiB
+    store = s3_server.store(multipart_threshold=1, part_size=part, upload_concurrency=2)
+    repo = RepoKey("model", "org/bounded")
+    block = os.urandom(MiB)
+    n = 40
+    h = hashlib.sha256()
+    for _ in range(n):
+        h.update(block)
+    etag = h.hexdigest()
+    tracemalloc.start()
+    try:
+        with store.blob_writer(repo, etag, n * MiB, etag) as w:
+            for _ in range(n):
+                w.write(block)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert store.blob_size(repo, etag) == n * MiB
+    # parts in flight + the one being filled (+ its copy), never the whole 40 MiB blob
+    assert peak < (2 + 3) * part, f"peak {peak / MiB:.1f} MiB"
