@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from hostile_names import UNSAFE_FILENAMES
 from hubpin import bundle as bundle_mod
 from hubpin._bundle_format import BLOCK, MANIFEST_NAME, SIG_NAME, Manifest, member_header
 from hubpin.bundle import (
@@ -481,3 +482,21 @@ def test_bundle_read_from_a_pipe_checks_the_trailing_signature_before_installing
     t.join(10)
     assert report.trusted and report.signer == generate_fingerprint(world.pub)
     assert LocalStore(target).get_ref(RepoKey("model", "org/alpha"), "main") is not None
+
+
+@pytest.mark.parametrize("name", UNSAFE_FILENAMES)
+def test_hostile_names_in_the_manifest_are_refused_before_any_write(world: World, tmp_path: Path, target: Path,
+                                                                   name: str) -> None:
+    """Case 11 via a bundle: a manifest naming a file `../../etc/passwd` & co (canonical, consistent)."""
+    import json
+
+    m = _members(world.bundle)
+    doc = json.loads(m[0][1])
+    doc["repos"][0]["files"][0]["path"] = name
+    edited = (json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    bad = _write(tmp_path / "names.bundle", _regular(MANIFEST_NAME, edited), *[_regular(n, d) for n, d in m[1:-1]])
+    before = tree_state(target)
+    with pytest.raises(BundleError, match="bundle manifest: .*(unsafe|path)") as exc:
+        import_bundle(bad, target)
+    assert exc.value.exit_code == 2
+    assert tree_state(target) == before
