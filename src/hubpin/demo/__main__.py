@@ -9,7 +9,13 @@ hubpin's main job end to end on this machine, with no internet:
 4. load everything through the mirror with unmodified transformers, sentence-transformers and
    datasets, in a fresh interpreter that only has `HF_ENDPOINT` pointed at the mirror, and
    check the results equal those of the source folders;
-5. stop the server.
+5. `hubpin init` + `hubpin add` each repo: a project with hubpin.toml and hubpin.lock;
+6. publish new weights to `main` upstream: `hubpin outdated` reports it, the lock keeps its pin;
+7. `hubpin sync` exactly the locked files into a fresh cache (the production machine);
+8. stop the mirror;
+9. load offline by name (`HF_HUB_OFFLINE=1`, only `HF_HUB_CACHE` set, no `revision=`): the
+   locked commit loads, not the newer `main`;
+10. `hubpin verify` the cache; flip one byte of the weights and watch verify fail (exit 1).
 
 Each step is a small function taking the shared `Demo` state, so steps are easy to add.
 Any failure prints one `error: …` line (plus a `hint:` when there is a next step) and exits 1.
@@ -52,9 +58,20 @@ def run_demo(workdir: Path, steps: list[Step] | None = None) -> Demo:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hubpin.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", type=Path, help="work folder (default: a new temp folder)")
-    parser.add_argument("--keep", action="store_true", help="keep the work folder afterwards")
+    parser = argparse.ArgumentParser(
+        prog="python -m hubpin.demo",
+        description="hubpin end to end with no internet: make tiny models, publish, serve on 127.0.0.1, "
+        "load through the mirror, lock, sync, load offline, verify. Exit 0 when every step worked.",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        metavar="DIR",
+        help="an empty or new work folder, kept afterwards (default: a temp folder, removed on success)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temp work folder after a successful run"
+    )
     opts = parser.parse_args(argv)
     if opts.workdir is not None:
         workdir = opts.workdir.absolute()
