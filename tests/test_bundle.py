@@ -500,3 +500,26 @@ def test_hostile_names_in_the_manifest_are_refused_before_any_write(world: World
         import_bundle(bad, target)
     assert exc.value.exit_code == 2
     assert tree_state(target) == before
+
+
+def test_export_from_a_cache_huggingface_hub_filled_partially(hub, world: World, tmp_path: Path) -> None:  # noqa: ANN001
+    """A plain HF cache (no hubpin records, no sha256 of regular files, one file of three)."""
+    from huggingface_hub import hf_hub_download
+
+    from conftest import unique_repo
+
+    repo_id = unique_repo("bundle/plain")
+    sha = hub.publish(world.folders["org/alpha"], repo_id)
+    plain = tmp_path / "plain"
+    hf_hub_download(repo_id, "sub/notes.txt", cache_dir=str(plain))
+    entries = select_entries(LocalStore(plain), [repo_id], None)
+    assert [(e.commit, e.complete, [f.path for f in e.files]) for e in entries] == [(sha, False, ["sub/notes.txt"])]
+    assert entries[0].files[0].sha256 == hashlib.sha256(b"shared text\n").hexdigest()
+    out = tmp_path / "plain.bundle"
+    export_bundle(out, LocalStore(plain), entries)
+    cache = tmp_path / "cache"
+    import_bundle(out, cache)
+    store = LocalStore(cache)
+    snap = store.snapshot_dir(RepoKey("model", repo_id), sha)
+    assert (snap / "sub" / "notes.txt").read_text() == "shared text\n"
+    assert not (store.repo_dir(RepoKey("model", repo_id)) / "trees").exists()  # never a partial tree cache

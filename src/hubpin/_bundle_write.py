@@ -81,8 +81,14 @@ def select_entries(store: Store, repos: list[str], lock: Lockfile | None) -> lis
         commit = store.get_commit(repo, sha)
         if commit is None or not commit.files:
             raise NotFoundError(f"{repo}@{sha}: no files in {store.location}")
-        files = tuple(_with_sha256(store, repo, commit, f) for f in commit.files)
-        out.append(LockedRepo(repo, revision, sha, files, complete=commit.complete))
+        # a cache may hold only some files of a commit (allow_patterns): export what is there
+        present = [f for f in commit.files
+                   if store.has_blob(repo, f.etag) or store.file_path(repo, commit, f.path) is not None]
+        if not present:
+            raise NotFoundError(f"{repo}@{sha}: none of its {len(commit.files)} files is in {store.location}")
+        files = tuple(_with_sha256(store, repo, commit, f) for f in present)
+        complete = commit.complete and len(present) == len(commit.files)
+        out.append(LockedRepo(repo, revision, sha, files, complete=complete))
     return out
 
 
