@@ -219,3 +219,25 @@ def test_unreadable_repo_answers_exactly_like_a_missing_one(hub, tiny):
         with pytest.raises(RepositoryNotFoundError):
             HfApi(endpoint=url).model_info(tiny.repo_id)
         assert HfApi(endpoint=url).model_info(tiny.repo_id, token="ok").sha == tiny.sha
+
+
+def test_source_subclass_lookups_run_off_the_event_loop(hub, tiny):
+    """A pull-through Source may block on the network: its lookups must never run on the loop."""
+    import threading
+
+    from hubpin.server._source import Source
+
+    seen: list[str] = []
+
+    class Recording(Source):
+        def resolve(self, repo, revision):
+            seen.append(threading.current_thread().name)
+            return super().resolve(repo, revision)
+
+    source = Recording(hub.store)
+    assert source.inline is False and Source(hub.store).inline is True
+    with serve_in_thread(create_app(hub.store, ServerConfig(source=source))) as url:
+        r = httpx.head(f"{url}/{tiny.repo_id}/resolve/main/config.json")
+        assert r.status_code == 200 and r.headers["x-repo-commit"] == tiny.sha
+        loop_thread = f"hubpin-serve-{url.rsplit(':', 1)[1]}"
+    assert seen and loop_thread not in seen

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from ..objects import Commit, FileEntry, RepoKey
-from ..store import Store
+from ..store import LocalStore, Store
 from ._errors import HubError
 
 __all__ = ["Source", "parse_range"]
@@ -61,6 +61,9 @@ class Source:
         # commits are immutable by id: keep recent complete ones parsed (HEAD traffic is hot)
         self._commits: OrderedDict[tuple[RepoKey, str], Commit] = OrderedDict()
         self._lock = threading.Lock()
+        #: run lookups on the event loop: for a plain local store they are quick metadata reads, and
+        #: the worker-thread hop halves HEAD throughput. Subclasses (network fetches) stay off the loop.
+        self.inline = type(self) is Source and isinstance(store, LocalStore) and not redirect_expires
 
     # -- lookups (blocking) ---------------------------------------------------------------
     def has_repo(self, repo: RepoKey) -> bool:

@@ -92,6 +92,8 @@ class _Mirror:
         if kind == "paths-info":
             self._allow(method, "POST")
             form = await self._form(request)
+            if self.source.inline:
+                return self._paths_info(request, parsed, form)
             return await run_in_threadpool(self._paths_info, request, parsed, form)
         self._allow(method, "GET", "HEAD")
         handler = {
@@ -101,6 +103,8 @@ class _Mirror:
             "refs": self._refs,
             "commits": self._commits,
         }[kind]
+        if self.source.inline:
+            return handler(request, parsed)
         return await run_in_threadpool(handler, request, parsed)
 
     @staticmethod
@@ -136,9 +140,17 @@ class _Mirror:
         return out
 
     # -- shared lookups (worker thread) ---------------------------------------------------
-    def _pick(self, request: Request, targets: list[Target]) -> Target:
-        """The first reading of the URL whose repo exists and is readable; else RepoNotFound."""
+    def _pick(self, request: Request, targets: list[Target], *, lazy: bool = False) -> Target:
+        """The first reading of the URL whose repo exists and is readable; else RepoNotFound.
+
+        `lazy`: with one reading, check only access here and leave existence to `_commit`
+        (a resolved revision proves the repo exists; saves a directory walk per HEAD).
+        """
         token = bearer_token(request)
+        if lazy and len(targets) == 1:
+            if self.config.access.can_read(token, targets[0].repo):
+                return targets[0]
+            raise HubError.repo_not_found(targets[0].repo)
         for t in targets:
             if self.source.has_repo(t.repo) and self.config.access.can_read(token, t.repo):
                 return t
@@ -148,6 +160,8 @@ class _Mirror:
         sha = self.source.resolve(repo, revision)
         commit = self.source.get_commit(repo, sha) if sha else None
         if commit is None:
+            if not self.source.has_repo(repo):
+                raise HubError.repo_not_found(repo)
             raise HubError.revision_not_found(repo, revision)
         return commit
 
@@ -160,7 +174,7 @@ class _Mirror:
 
     # -- handlers (worker thread) ---------------------------------------------------------
     def _resolve(self, request: Request, targets: list[Target]) -> Response:
-        t = self._pick(request, targets)
+        t = self._pick(request, targets, lazy=True)
         assert t.revision is not None
         commit = self._commit(t.repo, t.revision)
         entry = commit.file(t.path)
@@ -179,7 +193,7 @@ class _Mirror:
         return JSONResponse(_api.repo_info(t.repo, commit, blobs))
 
     def _tree(self, request: Request, targets: list[Target]) -> Response:
-        t = self._pick(request, targets)
+        t = self._pick(request, targets, lazy=True)
         assert t.revision is not None
         commit = self._commit(t.repo, t.revision)
         q = request.query_params

@@ -1,0 +1,343 @@
+"""Mirror throughput: one big file to `curl -o /dev/null` on loopback, plus HEAD requests/s.
+
+Servers, all on 127.0.0.1, all serving the same bytes:
+  hubpin serve --server granian     (pathsend: the file leaves through granian's Rust core)
+  hubpin serve --server uvicorn     (64 KiB chunks through Python)
+  nginx (Debian nginx-light)        static file; variants sendfile on / off + large output_buffers, best kept
+  olah 0.5.4 (own venv)             warmed through its proxy mode in front of hubpin, then restarted
+                                    with `offline = true`, so it serves from its own cache only
+
+Figures: median of --repeats runs; peak RSS = VmHWM summed over the server's process tree
+(and the largest single process); HEAD/s with ApacheBench `ab -i -k -c 8` (same client for every server).
+
+    python bench/serve_bench.py [--size-mib 1024] [--repeats 3] [--olah /tmp/olah-venv/bin/olah-cli]
+
+Needs: nginx and ab (`apt-get install -y nginx-light apache2-utils`), olah in its own venv
+(`python3 -m venv /tmp/olah-venv && /tmp/olah-venv/bin/pip install olah==0.5.4`). Missing peers
+are skipped with a note. Nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = "bench/big"
+FILE = "big.bin"
+URL_PATH = f"/{REPO}/resolve/main/{FILE}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tree_pids(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+    return out
+
+
+def vm_hwm_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class Result:
+    name: str
+    mb_s: list[float] = field(default_factory=list)
+    head_rps: list[float] = field(default_factory=list)
+    rss_total_mib: float = 0.0
+    rss_max_mib: float = 0.0
+    note: str = ""
+
+    @property
+    def mb_s_median(self) -> float:
+        return statistics.median(self.mb_s) if self.mb_s else 0.0
+
+    @property
+    def head_median(self) -> float:
+        return statistics.median(self.head_rps) if self.head_rps else 0.0
+
+
+class Proc:
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self.f = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.p = subprocess.Popen(argv, stdout=self.f, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                  start_new_session=True)
+        self.hwm: dict[int, int] = {}
+
+    def sample_rss(self) -> None:
+        for pid in tree_pids(self.p.pid):
+            self.hwm[pid] = max(self.hwm.get(pid, 0), vm_hwm_kib(pid))
+
+    def stop(self) -> None:
+        self.sample_rss()
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait(5)
+        self.f.close()
+
+
+def wait_ready(url: str, proc: Proc, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.p.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.log.read_text(errors='replace')[-2000:]}")
+        try:
+            if httpx.head(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready; log: {proc.log.read_text(errors='replace')[-2000:]}")
+
+
+def curl_mb_s(url: str, size: int) -> float:
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{speed_download}", url],
+                         check=True, capture_output=True, text=True).stdout.split()
+    if out[0] != "200" or int(out[1]) != size:
+        raise RuntimeError(f"bad download from {url}: {out}")
+    return float(out[2]) / 1e6
+
+
+def head_rps(url: str, seconds: int) -> float:
+    """HEAD requests/s from ApacheBench, 8 concurrent keep-alive clients (wrk 4.1 hangs on HEAD bodies)."""
+    if shutil.which("ab") is None:
+        return 0.0
+    out = subprocess.run(["ab", "-q", "-i", "-k", "-c", "8", "-t", str(seconds), "-n", "10000000", url],
+                         check=True, capture_output=True, text=True).stdout
+    failed = next((int(line.split()[2]) for line in out.splitlines() if line.startswith("Failed requests:")), 0)
+    if failed:
+        raise RuntimeError(f"{failed} failed HEAD requests against {url}")
+    for line in out.splitlines():
+        if line.startswith("Requests per second:"):
+            return float(line.split()[3])
+    raise RuntimeError(out)
+
+
+def measure(name: str, url: str, proc: Proc, size: int, args: argparse.Namespace, head: bool = True) -> Result:
+    r = Result(name)
+    wait_ready(url, proc)
+    curl_mb_s(url, size)  # warm the page cache and the server
+    for _ in range(args.repeats):
+        r.mb_s.append(curl_mb_s(url, size))
+        proc.sample_rss()
+    if head:
+        for _ in range(args.repeats):
+            r.head_rps.append(head_rps(url, args.head_seconds))
+            proc.sample_rss()
+    proc.stop()
+    r.rss_total_mib = sum(proc.hwm.values()) / 1024
+    r.rss_max_mib = max(proc.hwm.values(), default=0) / 1024
+    return r
+
+
+def make_store(work: Path, size: int) -> tuple[Path, Path]:
+    from hubpin.objects import RepoKey
+    from hubpin.publish import publish
+    from hubpin.store import LocalStore
+
+    store_dir = work / "store"
+    src = work / "src"
+    big = src / FILE
+    if not big.exists() or big.stat().st_size != size:
+        src.mkdir(parents=True, exist_ok=True)
+        with open(big, "wb") as f:
+            left = size
+            while left:
+                n = min(left, 8 << 20)
+                f.write(os.urandom(n))
+                left -= n
+    store = LocalStore(store_dir, fsync=False)
+    commit = publish(src, RepoKey("model", REPO), store).commit
+    blob = store.local_blob_path(RepoKey("model", REPO), commit.files[0].etag)
+    assert blob is not None
+    return store_dir, blob
+
+
+def nginx_conf(work: Path, port: int, blob: Path, variant: str) -> Path:
+    root = work / "nginx-root" / REPO / "resolve" / "main"
+    root.mkdir(parents=True, exist_ok=True)
+    link = root / FILE
+    if not link.exists():
+        link.symlink_to(blob)
+    directives = {
+        "sendfile": "sendfile on; tcp_nopush on;",
+        "buffers-1m": "sendfile off; output_buffers 2 1m;",
+        "buffers-8m": "sendfile off; output_buffers 4 8m;",
+    }[variant]
+    conf = work / f"nginx-{variant}.conf"
+    conf.write_text(f"""
+user root;
+worker_processes auto;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    default_type application/octet-stream;
+    {directives}
+    client_body_temp_path {work}/nginx-tmp;
+    proxy_temp_path {work}/nginx-tmp;
+    fastcgi_temp_path {work}/nginx-tmp;
+    uwsgi_temp_path {work}/nginx-tmp;
+    scgi_temp_path {work}/nginx-tmp;
+    server {{
+        listen 127.0.0.1:{port};
+        root {work}/nginx-root;
+    }}
+}}
+""")
+    (work / "nginx-tmp").mkdir(exist_ok=True)
+    return conf
+
+
+def run(args: argparse.Namespace) -> list[Result]:
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    size = args.size_mib * 1024 * 1024
+    store_dir, blob = make_store(work, size)
+    hubpin = shutil.which("hubpin", path=str(Path(sys.executable).parent)) or "hubpin"
+    results: list[Result] = []
+
+    def hubpin_server(server: str) -> tuple[Proc, str]:
+        port = free_port()
+        proc = Proc([hubpin, "serve", "--store", str(store_dir), "--port", str(port), "--server", server],
+                    work / f"hubpin-{server}.log")
+        return proc, f"http://127.0.0.1:{port}{URL_PATH}"
+
+    for server in ("granian", "uvicorn"):
+        proc, url = hubpin_server(server)
+        results.append(measure(f"hubpin serve ({server})", url, proc, size, args))
+        print(f"  {results[-1].name}: {results[-1].mb_s_median:.0f} MB/s", file=sys.stderr)
+
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx:
+        variants: list[Result] = []
+        for variant in ("sendfile", "buffers-1m", "buffers-8m"):
+            port = free_port()
+            conf = nginx_conf(work, port, blob, variant)
+            proc = Proc([nginx, "-c", str(conf), "-p", str(work)], work / f"nginx-{variant}.log")
+            variants.append(measure(f"nginx 1.22 ({variant})", f"http://127.0.0.1:{port}{URL_PATH}", proc, size, args,
+                                    head=False))
+            print(f"  {variants[-1].name}: {variants[-1].mb_s_median:.0f} MB/s", file=sys.stderr)
+        best = max(variants, key=lambda r: r.mb_s_median)
+        port = free_port()
+        variant = best.name.split("(")[1].rstrip(")")
+        proc = Proc([nginx, "-c", str(nginx_conf(work, port, blob, variant)), "-p", str(work)], work / "nginx-best.log")
+        again = measure(best.name, f"http://127.0.0.1:{port}{URL_PATH}", proc, size, args)
+        best.head_rps = again.head_rps
+        best.note = "best of: " + ", ".join(f"{v.name.split('(')[1].rstrip(')')} {v.mb_s_median:.0f} MB/s" for v in variants)
+        results.append(best)
+    else:
+        print("  nginx not installed: skipped", file=sys.stderr)
+
+    olah = Path(args.olah)
+    if olah.exists():
+        results.append(run_olah(olah, work, hubpin_server, size, args))
+        print(f"  {results[-1].name}: {results[-1].mb_s_median:.0f} MB/s", file=sys.stderr)
+    else:
+        print(f"  olah not found at {olah}: skipped", file=sys.stderr)
+    return results
+
+
+def run_olah(olah: Path, work: Path, hubpin_server: Callable[[str], tuple[Proc, str]], size: int,
+             args: argparse.Namespace) -> Result:
+    upstream, up_url = hubpin_server("granian")
+    wait_ready(up_url, upstream)
+    up_netloc = up_url.split("/")[2]
+    repos = work / "olah-repos"
+    shutil.rmtree(repos, ignore_errors=True)
+    port = free_port()
+
+    def conf(offline: bool) -> Path:
+        p = work / f"olah-{'offline' if offline else 'proxy'}.toml"
+        p.write_text(f'[basic]\nhost = "127.0.0.1"\nport = {port}\nhf-scheme = "http"\nhf-netloc = "{up_netloc}"\n'
+                     f'hf-lfs-netloc = "{up_netloc}"\nrepos-path = "{repos}"\n\n[accessibility]\n'
+                     f"offline = {'true' if offline else 'false'}\n")
+        return p
+
+    url = f"http://127.0.0.1:{port}{URL_PATH}"
+    warm = Proc([str(olah), "-c", str(conf(False))], work / "olah-proxy.log")
+    wait_ready(url, warm)
+    curl_mb_s(url, size)  # fills olah's cache from hubpin
+    warm.stop()
+    upstream.stop()  # from here on olah serves from its own cache only
+    proc = Proc([str(olah), "-c", str(conf(True))], work / "olah-offline.log")
+    r = measure("olah 0.5.4 (offline, own cache)", url, proc, size, args)
+    r.note = "cache filled through its proxy mode in front of hubpin, then restarted with offline = true"
+    return r
+
+
+def report(results: list[Result], args: argparse.Namespace) -> str:
+    ref = next((r for r in results if r.name.startswith("nginx")), None)
+    lines = [
+        f"| server | MB/s (median of {args.repeats}) | runs | × nginx | HEAD req/s (ab -k -c8) | × nginx | peak RSS MiB (tree / largest proc) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        ratio = f"{r.mb_s_median / ref.mb_s_median:.2f}" if ref and ref.mb_s_median else "-"
+        hratio = f"{r.head_median / ref.head_median:.2f}" if ref and ref.head_median else "-"
+        runs = ", ".join(f"{x:.0f}" for x in r.mb_s)
+        lines.append(f"| {r.name} | {r.mb_s_median:.0f} | {runs} | {ratio} | {r.head_median:.0f} | {hratio} | "
+                     f"{r.rss_total_mib:.0f} / {r.rss_max_mib:.0f} |")
+    notes = [f"- {r.name}: {r.note}" for r in results if r.note]
+    return "\n".join(lines + [""] + notes)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--head-seconds", type=int, default=5)
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "hubpin-serve-bench"))
+    ap.add_argument("--olah", default="/tmp/olah-venv/bin/olah-cli")
+    ap.add_argument("--json", action="store_true", help="also print the raw figures as JSON")
+    args = ap.parse_args()
+    load = os.getloadavg()
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.node()}, {os.cpu_count()} cores, "
+          f"load before {load[0]:.2f}", file=sys.stderr)
+    results = run(args)
+    print(report(results, args))
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+    if args.json:
+        print(json.dumps([r.__dict__ for r in results], indent=1))
+
+
+if __name__ == "__main__":
+    main()
