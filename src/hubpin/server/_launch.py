@@ -81,6 +81,9 @@ def run_server(
     if redirect_expires and not hasattr(store, "presigned_url"):
         raise BadInput(f"--redirect needs a store with presigned URLs (s3://bucket/prefix), got {store_spec}",
                        hint="drop --redirect, or serve an S3 store")
+    check = getattr(store, "check", None)
+    if check is not None:
+        check()  # an S3 store: a bad endpoint, credentials or bucket fail now, in one line
     app = build_app(store, public, redirect_expires, ops)  # bad options fail here, in one line, before binding
     check_port(host, port)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
