@@ -192,6 +192,9 @@ def test_hubpin_serve_cli_over_s3_url_with_redirect(s3_server, published, cache_
     url_store = f"s3://{s3_server.bucket}/{published.prefix}"
     r = s3_server.cli("serve", "--store", str(tmp_path), "--redirect", "--port", str(free_port()))
     assert r.returncode == 2 and r.stderr.startswith("error: --redirect needs")
+    r = s3_server.cli("serve", "--store", f"s3://no-such-bucket-hubpin/{published.prefix}", "--port", str(free_port()))
+    assert r.returncode == 3 and r.stderr.startswith("error: s3://no-such-bucket-hubpin/"), r.stderr
+    assert "hint: create the bucket" in r.stderr
     port = free_port()
     exe = str(Path(sys.executable).parent / "hubpin")
     proc = subprocess.Popen([exe, "serve", "--store", url_store, "--redirect", "--port", str(port)],

@@ -193,6 +193,11 @@ class S3Store(Store):
             return None
         return data if isinstance(data, dict) else None
 
+    def check(self) -> None:
+        """One small LIST: raise RemoteError now (bad endpoint, credentials, bucket), not on first use."""
+        base = self._key("") if self.prefix else ""
+        self._call("ListObjectsV2", base, self.client.list_objects_v2, Prefix=base, MaxKeys=1)
+
     # -- repos and refs -------------------------------------------------------------------
     def list_repos(self) -> list[RepoKey]:
         base = self._key("") if self.prefix else ""
