@@ -14,19 +14,31 @@ call on a repo's files: it raises one `PolicyError` (exit 1) naming every refuse
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, PolicyError
-from .objects import RepoKey
+from .lockfile import LockedRepo
+from .objects import FileEntry, RepoKey
 
 if TYPE_CHECKING:
     from .config import Project
     from .scan import ScanReport
 
-__all__ = ["POLICY_KEYS", "Policy", "enforce_files", "enforce_report", "policy_for"]
+__all__ = [
+    "POLICY_KEYS",
+    "Policy",
+    "enforce_entries",
+    "enforce_files",
+    "enforce_report",
+    "find_project_quiet",
+    "lock_hook",
+    "policy_for",
+    "policy_for_entry",
+]
 
 POLICY_KEYS = ("allow-pickle", "allow-remote-code", "licenses")
 
@@ -227,3 +239,47 @@ def lock_hook(ctx: Any) -> list[Any]:
         # pins that commit, and sync writes refs/main = it, so offline loads get the pinned code
         extras.append(ctx.lock_extra(key, "main", include=("*.py",)))
     return extras
+
+
+# -- sync / import / serve -------------------------------------------------------------------
+
+
+def find_project_quiet(start: str | os.PathLike[str] | None = None) -> Project | None:
+    """The project found from `start` (default: the cwd) upwards, or None when there is none."""
+    from .config import find_project
+
+    try:
+        return find_project(start)
+    except ConfigError:
+        return None
+
+
+def policy_for_entry(project: Project | None, entry: LockedRepo) -> Policy:
+    """The policy for a lock entry: its own declaration's, else (a code repo locked for another
+    repo's `auto_map`) the requiring repo's with remote code allowed, else `[settings]`."""
+    if project is None:
+        return Policy()
+    if project.get(entry.repo) is not None or not entry.required_by:
+        return Policy.from_project(project, entry.repo)
+    # the lock only holds this entry because a requiring repo was allowed remote code
+    base = Policy.from_project(project)
+    return Policy(base.allow_pickle, True, base.licenses)
+
+
+def enforce_entries(
+    entries: Iterable[LockedRepo],
+    path_of: Callable[[LockedRepo, FileEntry], Path],
+    *,
+    project: Project | None = None,
+    policy: Policy | None = None,
+) -> None:
+    """Check locked repos whose bytes are local (`path_of(entry, file)`), e.g. downloaded blobs
+    before sync links them, or a bundle's staged blobs before import installs them.
+
+    `policy` applies to every entry when given; else each entry's policy from `project`
+    (the default policy without a project). Licenses are checked only for complete entries.
+    """
+    for entry in entries:
+        pol = policy if policy is not None else policy_for_entry(project, entry)
+        files = [(f.path, path_of(entry, f)) for f in entry.files]
+        enforce_files(entry.repo, files, pol, licenses=entry.complete)
