@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import io
 import os
 import stat
 import subprocess
@@ -453,8 +452,10 @@ def test_cli_export_errors_are_one_line_with_exit_codes(world: World, tmp_path: 
 def test_gnu_tar_lists_and_extracts_the_bundle(world: World, tmp_path: Path) -> None:
     listing = subprocess.run(["tar", "tf", str(world.bundle)], capture_output=True, text=True, check=True)
     assert listing.stdout.splitlines()[0] == MANIFEST_NAME and not listing.stderr
-    data = io.BytesIO(world.bundle.read_bytes())
-    assert len(data.getvalue()) % BLOCK == 0
+    subprocess.run(["tar", "xf", str(world.bundle), "-C", str(tmp_path)], check=True, capture_output=True)
+    blobs = sorted((tmp_path / "blobs").iterdir())
+    assert len(blobs) == 3
+    assert all(hashlib.sha256(p.read_bytes()).hexdigest() == p.name for p in blobs)
 
 
 def test_bundle_read_from_a_pipe_checks_the_trailing_signature_before_installing(world: World, tmp_path: Path,
