@@ -241,3 +241,21 @@ def test_source_subclass_lookups_run_off_the_event_loop(hub, tiny):
         assert r.status_code == 200 and r.headers["x-repo-commit"] == tiny.sha
         loop_thread = f"hubpin-serve-{url.rsplit(':', 1)[1]}"
     assert seen and loop_thread not in seen
+
+
+def test_dataset_info_and_convert_refs(hub, tmp_path):
+    repo_id = unique_repo("srv/dsinfo")
+    files = {"README.md": b"# ds\n", "data/train.csv": b"a,b\n1,2\n"}
+    sha = hub.publish(write_folder(tmp_path / "ds", files), repo_id, dataset=True)
+    parquet = {"default/train/0000.parquet": b"PAR1fake"}
+    conv = hub.publish(write_folder(tmp_path / "pq", parquet), repo_id, dataset=True, revision="refs/convert/parquet")
+    api = HfApi()
+    info = api.dataset_info(repo_id, files_metadata=True)
+    assert info.id == repo_id and info.sha == sha and {s.rfilename for s in info.siblings} == set(files)
+    assert api.dataset_info(repo_id, revision="refs/convert/parquet").sha == conv
+    refs = api.list_repo_refs(repo_id, repo_type="dataset")
+    assert [(c.ref, c.target_commit) for c in refs.converts] == [("refs/convert/parquet", conv)]
+    for rev in ("refs%2Fconvert%2Fparquet", "refs/convert/parquet"):
+        r = httpx.get(f"{hub.url}/datasets/{repo_id}/resolve/{rev}/default/train/0000.parquet")
+        assert r.status_code == 200 and r.content == b"PAR1fake" and r.headers["x-repo-commit"] == conv
+    assert sorted(api.list_repo_files(repo_id, repo_type="dataset", revision="refs/convert/parquet")) == list(parquet)
