@@ -150,3 +150,21 @@ def test_cli_endpoint_precedence_and_pyproject(hub, tmp_path: Path) -> None:  # 
     assert f'[tool.hubpin.models."{rid}"]\nrevision = "main"\n' in text and text.endswith("[tool.black]\nx = 1\n")
     r = run_cli("outdated", "--json", "--config", str(proj / "pyproject.toml"), "--endpoint", hub.url, cwd=tmp_path)
     assert r.returncode == 0 and json.loads(r.stdout) == []
+
+
+def test_cli_lock_enforces_the_policy_and_writes_nothing(hub, tmp_path: Path) -> None:  # noqa: ANN001
+    import pickle
+
+    rid = unique_repo("org/cli-pickle")
+    hub.publish(_folder(tmp_path / "s", {"config.json": b"{}", "pytorch_model.bin": pickle.dumps({"w": 1})}), rid)
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    assert run_cli("init", cwd=proj).returncode == 0
+    config = (proj / "hubpin.toml").read_bytes()
+    r = run_cli("add", rid, cwd=proj)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("error: ") and "pytorch_model.bin" in r.stderr and "pickle" in r.stderr
+    assert (proj / "hubpin.toml").read_bytes() == config and not (proj / "hubpin.lock").exists()
+    r = run_cli("add", rid, "--exclude", "*.bin", cwd=proj)  # the declared way around it
+    assert r.returncode == 0, r.stderr
+    assert [f.path for f in read_lock(proj / "hubpin.lock").find(rid).files] == ["config.json"]  # type: ignore[union-attr]

@@ -199,15 +199,18 @@ def test_hooks_see_each_repo_and_can_refuse_or_add_entries(hub, client: HubClien
     assert extra is not None and extra.commit == code_sha and extra.required_by == (model,)
     assert [f.path for f in extra.files] == ["modeling.py"] and extra.files[0].sha256 == hashlib.sha256(b"x = 1\n").hexdigest()
     write_lock(lock, p.lock_path)
-    # re-lock: the extra entry's pin is kept, and without the hook it drops out
-    hub.publish(_folder(tmp_path / "c2", {"modeling.py": b"x = 2\n"}), code)
-    assert lock_project(p, client, hooks=[add_code_repo]) == lock
-    assert lock_project(p, client, hooks=[]).find(code) is None
+    # re-lock with the pin kept: hooks are not re-run (no network), their entries are kept
+    code2 = hub.publish(_folder(tmp_path / "c2", {"modeling.py": b"x = 2\n"}), code)
+    assert lock_project(p, client, hooks=[add_code_repo]) == lock and len(seen) == 1
+    # upgrading the model re-runs them and moves its code repo with it; no hook, no entry
+    upgraded = lock_project(p, client, hooks=[add_code_repo], upgrade={model})
+    assert len(seen) == 2 and upgraded.find(code).commit == code2  # type: ignore[union-attr]
+    assert lock_project(p, client, hooks=[], upgrade=True).find(code) is None
 
     def refuse(ctx: LockContext) -> None:
         raise PolicyError(f"{ctx.decl.repo}: refused by policy")
 
     before = p.lock_path.read_bytes()
     with pytest.raises(PolicyError):
-        lock_project(p, client, hooks=[refuse])
+        lock_project(p, client, hooks=[refuse], upgrade=True)
     assert p.lock_path.read_bytes() == before

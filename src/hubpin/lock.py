@@ -10,8 +10,9 @@ For each repo in the project:
    `lfs.oid`; regular files are downloaded from `/resolve/<commit>/<path>` and hashed, and their
    git blob id must equal the tree `oid` (else `HashMismatchError`, nothing written). A sha256
    already in the lock for the same blob id is reused instead of downloading again;
-4. run the lock hooks (`LOCK_HOOKS`): policy checks and extra entries (e.g. a repo whose remote
-   code an `auto_map` points to) plug in there.
+4. run the lock hooks (`default_hooks()`: the policy check, then `LOCK_HOOKS`): they may refuse
+   the repo (nothing is written) or add entries (e.g. a repo whose remote code an `auto_map`
+   points to).
 
 Repos no longer declared drop out. The result is a `Lockfile`, which serializes deterministically.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from .config import Project, RepoDecl, matches_patterns
@@ -33,6 +34,7 @@ __all__ = [
     "LOCK_HOOKS",
     "LockContext",
     "LockHook",
+    "default_hooks",
     "Outdated",
     "describe_changes",
     "lock_project",
@@ -81,8 +83,17 @@ class LockContext:
 
 LockHook = Callable[[LockContext], Iterable[LockedRepo] | None]
 
-#: hooks run by `lock_project` for every declared repo (append yours at import time)
+#: extra hooks run by `lock_project` for every declared repo (append yours at import time)
 LOCK_HOOKS: list[LockHook] = []
+
+
+def default_hooks() -> list[LockHook]:
+    """What `lock_project` runs when no `hooks` are given: the project's supply-chain policy
+    (`hubpin.policy.lock_hook`: pickle, remote code, licenses, cross-repo code entries), then
+    `LOCK_HOOKS`."""
+    from .policy import lock_hook  # imported late: policy is a heavier module than lock
+
+    return [lock_hook, *(h for h in LOCK_HOOKS if h is not lock_hook)]
 
 
 class Outdated(NamedTuple):
@@ -172,7 +183,7 @@ def lock_project(
             raise ConfigError(f"--upgrade {missing[0]}: not declared in {project.config_path}",
                               hint="declare it with `hubpin add`")
     previous = project.read_lock() if previous is None else previous
-    hooks = list(LOCK_HOOKS if hooks is None else hooks)
+    hooks = default_hooks() if hooks is None else list(hooks)
     entries: dict[RepoKey, LockedRepo] = {}
     extras: dict[RepoKey, LockedRepo] = {}
     for decl in project.repos:
@@ -183,16 +194,22 @@ def lock_project(
             entry, tree = lock_repo(client, decl, known=old, jobs=jobs)
         fresh = entry is not old
         entries[decl.repo] = entry
-        ctx = LockContext(project, client, decl, entry, previous, fresh, upgrading, tree, jobs)
-        for hook in hooks:
-            for extra in hook(ctx) or ():
-                prior = extras.get(extra.repo)
-                if prior is not None and prior.commit == extra.commit:
-                    merged = tuple(sorted(set(prior.required_by) | set(extra.required_by)))
-                    extra = LockedRepo(extra.repo, extra.revision, extra.commit, extra.files, extra.complete, merged)
-                extras[extra.repo] = extra
+        if fresh:
+            ctx = LockContext(project, client, decl, entry, previous, fresh, upgrading, tree, jobs)
+            added = [extra for hook in hooks for extra in hook(ctx) or ()]
+        else:
+            # a kept pin keeps what the hooks added for it last time, and needs no network
+            added = [e for e in previous.repos if str(decl.repo) in e.required_by]
+        for extra in added:
+            prior = extras.get(extra.repo)
+            if prior is not None and prior.commit == extra.commit:
+                extra = replace(extra, required_by=tuple(set(prior.required_by) | set(extra.required_by)))
+            extras[extra.repo] = extra
+    declared = {str(d.repo) for d in project.repos}
     for repo, extra in extras.items():
-        entries.setdefault(repo, extra)  # a declared repo's own entry wins
+        # only repos still declared can require it; a declared repo's own entry wins
+        required = tuple(sorted(r for r in extra.required_by if r in declared))
+        entries.setdefault(repo, replace(extra, required_by=required))
     return Lockfile(tuple(entries.values()))
 
 
