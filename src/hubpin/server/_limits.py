@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
+import struct
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -110,7 +112,12 @@ class _GuardMixin:
         else:
             self._send_timer = None
         if not self.transport.is_closing():
-            self.transport.abort()  # abort, not close: a stalled reader would keep close() waiting
+            # RST, not FIN: with SO_LINGER 0 the kernel drops the unsent bytes too, so a stalled
+            # reader holds neither our buffer nor a socket buffer full of data any longer
+            sock = self.transport.get_extra_info("socket")
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.transport.abort()
 
     @staticmethod
     def _cancel(timer: asyncio.TimerHandle | None) -> None:
@@ -185,18 +192,32 @@ class LimitsMiddleware:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.limits.request_timeout if self.limits.request_timeout else None
         started = False
+        timed_out = False
+
+        body_done = False
 
         async def timed_receive() -> Message:
-            if deadline is None:
+            nonlocal timed_out, body_done
+            if deadline is None or body_done:  # after the body, receive() only waits for a disconnect
                 return await receive()  # type: ignore[no-any-return]
             try:
                 async with asyncio.timeout_at(deadline):
-                    return await receive()  # type: ignore[no-any-return]
+                    message: Message = await receive()
             except TimeoutError:
+                timed_out = True
                 raise _BodyTimeout from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
 
         async def tracked_send(message: Message) -> None:
             nonlocal started
+            if timed_out:  # whatever the app answers after a body timeout (often a 500) becomes a 408
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _plain(send, 408, "request body not received in time",
+                                 {"connection": "close", "x-error-code": "RequestTimeout"})
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -205,9 +226,8 @@ class LimitsMiddleware:
             await self.app(scope, timed_receive, tracked_send)
         except _BodyTimeout:
             if not started:
-                await _plain(
-                    send, 408, "request body not received in time", {"connection": "close", "x-error-code": "RequestTimeout"}
-                )
+                await _plain(send, 408, "request body not received in time",
+                             {"connection": "close", "x-error-code": "RequestTimeout"})
         finally:
             self.in_flight[ip] -= 1
             if self.in_flight[ip] <= 0:
