@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from ._errors import HubError
 __all__ = ["Source", "parse_range"]
 
 _COMMIT_CACHE_SIZE = 256
+_PARTIAL_TTL = 5.0  # seconds a partial HF-cache snapshot is reused before it is read again
 
 
 def parse_range(header: str | None, size: int) -> list[tuple[int, int]] | None:
@@ -59,7 +61,7 @@ class Source:
         # `hubpin serve --redirect`: answer downloads with a presigned URL when the store has them (S3)
         self.redirect_expires = redirect_expires
         # commits are immutable by id: keep recent complete ones parsed (HEAD traffic is hot)
-        self._commits: OrderedDict[tuple[RepoKey, str], Commit] = OrderedDict()
+        self._commits: OrderedDict[tuple[RepoKey, str], tuple[Commit, float | None]] = OrderedDict()
         self._lock = threading.Lock()
         #: run lookups on the event loop: for a plain local store they are quick metadata reads, and
         #: the worker-thread hop halves HEAD throughput. Subclasses (network fetches) stay off the loop.
@@ -75,17 +77,22 @@ class Source:
         return self.store.resolve(repo, revision)
 
     def get_commit(self, repo: RepoKey, sha: str) -> Commit | None:
-        """The commit's file list, or None if the store lacks it."""
+        """The commit's file list, or None if the store lacks it.
+
+        Complete commits are immutable by id and cached. A partial snapshot of a plain HF cache
+        can still grow (and reading one may hash real files), so it is reused for a few seconds.
+        """
         key = (repo, sha)
+        now = time.monotonic()
         with self._lock:
             hit = self._commits.get(key)
-            if hit is not None:
+            if hit is not None and (hit[1] is None or hit[1] > now):
                 self._commits.move_to_end(key)
-                return hit
+                return hit[0]
         commit = self.store.get_commit(repo, sha)
-        if commit is not None and commit.complete:
+        if commit is not None:
             with self._lock:
-                self._commits[key] = commit
+                self._commits[key] = (commit, None if commit.complete else now + _PARTIAL_TTL)
                 while len(self._commits) > _COMMIT_CACHE_SIZE:
                     self._commits.popitem(last=False)
         return commit
