@@ -234,3 +234,33 @@ def test_multipart_upload_memory_stays_bounded(s3_server):
     assert store.blob_size(repo, etag) == n * MiB
     # parts in flight + the one being filled (+ its copy), never the whole 40 MiB blob
     assert peak < (2 + 3) * part, f"peak {peak / MiB:.1f} MiB"
+
+
+def test_hostile_keys_put_into_the_bucket_by_hand_are_skipped_or_refused(s3_server, tmp_path):
+    store = s3_server.store()
+    repo = RepoKey("model", "org/hostile")
+    sha = publish(_folder(tmp_path), repo, store).commit.sha
+    stored = []
+
+    def put(key: str, body: bytes) -> None:
+        try:  # AWS takes any key; SeaweedFS refuses some (e.g. `..` segments), which is fine too
+            s3_server.client.put_object(Bucket=s3_server.bucket, Key=f"{store.prefix}/{key}", Body=body)
+            stored.append(key)
+        except s3_server.client.exceptions.ClientError:
+            pass
+
+    put("models--org--hostile/refs/a/../../b", sha.encode())
+    put("models--org--hostile/refs/evil\nname", sha.encode())
+    put("models--org--hostile/refs/notasha", b"../../etc/passwd")
+    put("models--..--x/refs/main", sha.encode())
+    put("models--org--bad name/refs/main", sha.encode())
+    bad = "2" * 40
+    record = {"format": 1, "commit": bad, "parent": None, "files": [
+        {"path": "../../etc/passwd", "size": 1, "etag": "a" * 40, "sha256": None}]}
+    put(f".hubpin/commits/models--org--hostile/{bad}.json", json.dumps(record).encode())
+
+    assert len(stored) >= 4
+    assert store.list_refs(repo) == {"main": sha}
+    assert store.list_repos() == [repo]
+    with pytest.raises(UnsafePathError):
+        store.get_commit(repo, bad)
