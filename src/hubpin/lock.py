@@ -57,7 +57,7 @@ class LockContext:
     decl: RepoDecl
     entry: LockedRepo  # the entry about to be written for `decl`
     previous: Lockfile  # the lock as it was on disk
-    fresh: bool  # True if resolved or re-listed in this run; False if the pin was reused as-is
+    fresh: bool  # always True today: hooks run for new or changed entries and on an upgrade
     upgrading: bool  # True if this repo is being upgraded
     remote_files: list[RemoteFile] | None = None  # the full tree, when it was listed in this run
     _jobs: int = field(default=8, repr=False)
@@ -192,7 +192,9 @@ def lock_project(
         entry, tree = (None, None) if upgrading else _reuse(client, decl, old, jobs)
         if entry is None:
             entry, tree = lock_repo(client, decl, known=old, jobs=jobs)
-        fresh = entry is not old
+        # hooks run for new or changed entries and on an explicit upgrade; a re-listed pin that
+        # came out the same is as good as kept
+        fresh = upgrading or entry != old
         entries[decl.repo] = entry
         if fresh:
             ctx = LockContext(project, client, decl, entry, previous, fresh, upgrading, tree, jobs)
