@@ -263,3 +263,37 @@ def test_redirect_to_another_host_drops_the_token() -> None:
             d = c.hash_file(RepoKey("model", "org/x"), SHA, RemoteFile("a.txt", 5, git_blob_id(b"hello")))
     assert d.sha256 == hashlib.sha256(b"hello").hexdigest()
     assert cdn_auth == [None]
+
+
+class _Truncating:
+    """Raw ASGI app: promises 5 bytes, sends 2 and stops, `failures` times; then sends all 5."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures, self.calls = failures, 0
+
+    async def __call__(self, scope: dict, receive: object, send: object) -> None:
+        if scope["type"] != "http":
+            return
+        self.calls += 1
+        headers = [(b"content-length", b"5"), (b"x-repo-commit", SHA.encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})  # type: ignore[operator]
+        if self.calls <= self.failures:
+            await send({"type": "http.response.body", "body": b"he", "more_body": False})  # type: ignore[operator]
+            return
+        await send({"type": "http.response.body", "body": b"hello"})  # type: ignore[operator]
+
+
+def test_a_body_cut_short_is_retried_then_reported() -> None:
+    f = RemoteFile("a.txt", 5, git_blob_id(b"hello"))
+    once = _Truncating(failures=1)
+    with serve_in_thread(once) as url, HubClient(url, token=False, sleep=lambda s: None) as c:
+        assert c.hash_file(RepoKey("model", "org/x"), SHA, f).sha256 == hashlib.sha256(b"hello").hexdigest()
+    assert once.calls == 2
+    always = _Truncating(failures=100)
+    with (
+        serve_in_thread(always) as url,
+        HubClient(url, token=False, sleep=lambda s: None, max_retries=2) as c,
+        pytest.raises(RemoteError, match="a.txt: download from .* broke off"),
+    ):
+        c.hash_file(RepoKey("model", "org/x"), SHA, f)
+    assert always.calls == 3

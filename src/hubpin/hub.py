@@ -183,6 +183,9 @@ class HubClient:
                 raise RemoteError(
                     f"{what}: {self.endpoint} unreachable ({type(e).__name__}: {e})", hint=_ENDPOINT_HINT
                 ) from None
+            except httpx.RequestError as e:  # too many redirects, undecodable body: not worth a retry
+                raise RemoteError(f"{what}: {self.endpoint} failed ({type(e).__name__}: {e})",
+                                  hint=_ENDPOINT_HINT) from None
             if response.status_code in _RETRY_STATUS and attempt < self.max_retries:
                 response.close()
                 self._wait(attempt, response)
@@ -324,17 +327,32 @@ class HubClient:
             yield r
 
     def hash_file(self, repo: RepoKey, commit: str, f: RemoteFile) -> Digest:
-        """Download one file and hash it; size and git blob id (non-LFS) or sha256 (LFS) must match."""
+        """Download one file and hash it; size and git blob id (non-LFS) or sha256 (LFS) must match.
+
+        A connection that breaks mid-body is retried from the start (bounded, like any request)."""
         what = f"{repo}@{commit[:12]}: {f.path}"
-        h = Hasher(f.size)
-        with self.open_file(repo, commit, f.path) as r:
-            for chunk in r.iter_bytes(1 << 20):
-                h.update(chunk)
-                if h.size > f.size:  # endless data: stop at the declared length
-                    break
+        attempt = 0
+        while True:
+            h = Hasher(f.size)
+            try:
+                with self.open_file(repo, commit, f.path) as r:
+                    for chunk in r.iter_bytes(1 << 20):
+                        h.update(chunk)
+                        if h.size > f.size:  # endless data: stop at the declared length
+                            break
+                break
+            except httpx.TransportError as e:
+                if attempt >= self.max_retries:
+                    raise RemoteError(f"{what}: download from {self.endpoint} broke off after {h.size} bytes "
+                                      f"({type(e).__name__})", hint=_ENDPOINT_HINT) from None
+                self._wait(attempt, None)
+                attempt += 1
+            except httpx.RequestError as e:
+                raise RemoteError(f"{what}: download from {self.endpoint} failed ({type(e).__name__}: {e})",
+                                  hint=_ENDPOINT_HINT) from None
         if h.size != f.size:
-            raise HashMismatchError(f"{what} size", expected=f"{f.size} bytes", actual=f"{h.size}+ bytes"
-                                    if h.size > f.size else f"{h.size} bytes", hint=_ENDPOINT_HINT)
+            got = f"more than {f.size} bytes" if h.size > f.size else f"{h.size} bytes"
+            raise HashMismatchError(f"{what} size", expected=f"{f.size} bytes", actual=got, hint=_ENDPOINT_HINT)
         digest = h.digest()
         if f.lfs_sha256 is not None:
             if digest.sha256 != f.lfs_sha256:
