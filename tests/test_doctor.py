@@ -149,3 +149,32 @@ def test_modules_cache_must_be_writable(tmp_path: Path, monkeypatch: pytest.Monk
     assert issue is not None and "not a writable folder" in issue.problem
     monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
     assert modules_cache_issue() is None
+
+
+@pytest.mark.slow
+def test_doctor_verdict_matches_a_real_offline_load(japanese) -> None:  # noqa: ANN001
+    """What doctor predicts is what transformers does: blocked fugashi → the load fails."""
+    import subprocess
+    import sys
+
+    _root, cache, lock = japanese
+    repo = lock.repos[0].repo.id
+    code = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("fugashi", "ipadic"):
+            raise ModuleNotFoundError(f"No module named {{name!r}}")
+sys.meta_path.insert(0, Block()) if sys.argv[1] == "blocked" else None
+from transformers import AutoTokenizer
+try:
+    print(AutoTokenizer.from_pretrained({repo!r}).tokenize("東京は日本の首都です。"))
+except Exception as e:
+    print("FAILED", type(e).__name__)
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
+    procs = [subprocess.Popen([sys.executable, "-c", code, mode], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True, env=env) for mode in ("blocked", "installed")]  # both at once: wall time
+    outs = [p.communicate(timeout=180)[0] for p in procs]
+    assert outs[0].startswith("FAILED")
+    assert outs[1].strip() == str(["東京", "は", "日本", "の", "首都", "です", "。"])

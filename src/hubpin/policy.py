@@ -15,7 +15,7 @@ call on a repo's files: it raises one `PolicyError` (exit 1) naming every refuse
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,10 +29,12 @@ if TYPE_CHECKING:
     from .scan import ScanReport
 
 __all__ = [
+    "BYTES_KINDS",
     "POLICY_KEYS",
     "Policy",
     "enforce_entries",
     "enforce_files",
+    "enforce_locked_bytes",
     "enforce_report",
     "find_project_quiet",
     "lock_hook",
@@ -113,9 +115,10 @@ def policy_for(project: Project | None, repo: RepoKey | None = None) -> Policy:
     return Policy.from_project(project, repo) if project is not None else Policy()
 
 
-def enforce_report(report: ScanReport) -> None:
-    """Raise one PolicyError for every violation in `report` (first one leads the message)."""
-    bad = [f for f in report.findings if f.violation]
+def enforce_report(report: ScanReport, kinds: Collection[str] | None = None) -> None:
+    """Raise one PolicyError for every violation in `report` (first one leads the message);
+    `kinds` limits which finding kinds count (e.g. only "pickle")."""
+    bad = [f for f in report.findings if f.violation and (kinds is None or f.kind in kinds)]
     if not bad:
         return
     first = bad[0]
@@ -143,16 +146,18 @@ def enforce_files(
     policy: Policy,
     *,
     licenses: bool = True,
+    kinds: Collection[str] | None = None,
 ) -> ScanReport:
     """Check `files` ((repo path, local path) pairs) of `repo` against `policy`.
 
     Raises PolicyError naming every refused file; returns the scan report when all is well.
-    `licenses=False` skips the license allow-list (for a partial file set that may lack the card).
+    `licenses=False` skips the license allow-list (for a partial file set that may lack the card);
+    `kinds` limits which finding kinds are enforced (None: all).
     """
     from .scan import scan_files
 
     report = scan_files(files, policy, target=str(repo), check_licenses=licenses)
-    enforce_report(report)
+    enforce_report(report, kinds)
     return report
 
 
@@ -266,20 +271,45 @@ def policy_for_entry(project: Project | None, entry: LockedRepo) -> Policy:
     return Policy(base.allow_pickle, True, base.licenses)
 
 
+#: what sync and import re-check: the bytes. Remote code and licenses were judged by `lock`,
+#: and the `.py` files it allowed are pinned by sha256, so they are not judged again here
+BYTES_KINDS = ("pickle",)
+
+
 def enforce_entries(
     entries: Iterable[LockedRepo],
     path_of: Callable[[LockedRepo, FileEntry], Path],
     *,
     project: Project | None = None,
     policy: Policy | None = None,
+    kinds: Collection[str] | None = BYTES_KINDS,
 ) -> None:
     """Check locked repos whose bytes are local (`path_of(entry, file)`), e.g. downloaded blobs
     before sync links them, or a bundle's staged blobs before import installs them.
 
-    `policy` applies to every entry when given; else each entry's policy from `project`
-    (the default policy without a project). Licenses are checked only for complete entries.
+    `policy` applies to every entry when given; else each entry's policy from `project` (the
+    default policy without a project). By default only pickle findings are enforced (`kinds`).
     """
     for entry in entries:
         pol = policy if policy is not None else policy_for_entry(project, entry)
         files = [(f.path, path_of(entry, f)) for f in entry.files]
-        enforce_files(entry.repo, files, pol, licenses=entry.complete)
+        enforce_files(entry.repo, files, pol, licenses=entry.complete, kinds=kinds)
+
+
+def enforce_locked_bytes(
+    entries: Iterable[LockedRepo],
+    path_of: Callable[[LockedRepo, FileEntry], Path],
+    policy: Policy | Project | None = None,
+    *,
+    start: str | os.PathLike[str] | None = None,
+) -> None:
+    """The sync/import hook: `policy` as given (a Policy for all, or a Project for per-repo
+    policies), else the project found from `start` (default: the cwd), else the default policy."""
+    from .config import Project as _Project
+
+    if policy is None:
+        policy = find_project_quiet(start)
+    if isinstance(policy, _Project):
+        enforce_entries(entries, path_of, project=policy)
+    else:
+        enforce_entries(entries, path_of, policy=policy or Policy())
