@@ -221,3 +221,31 @@ def test_hubpin_serve_cli_over_s3_url_with_redirect(s3_server, published, cache_
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_pull_through_fills_the_s3_store_for_every_replica(s3_server, hub, tmp_path, cache_dir):
+    from hubpin.server.config import ServerConfig
+    from hubpin.server.proxy import MirrorSource, Upstream
+
+    repo_id = "org/s3-pull-" + os.urandom(4).hex()  # the session hub is shared
+    folder = _write_folder(tmp_path / "src", 3)
+    sha = hub.publish(folder, repo_id)
+    prefix = "pull-" + os.urandom(4).hex()
+    store = S3Store(s3_server.bucket, prefix, client=s3_server.client)
+    upstream = Upstream(hub.url)
+    source = MirrorSource(store, upstream=upstream, spool_dir=tmp_path / "spool")
+    try:
+        with serve_in_thread(create_app(store, ServerConfig(source=source))) as url:
+            snap = Path(snapshot_download(repo_id, endpoint=url, cache_dir=cache_dir))
+            assert snap.name == sha
+            assert (snap / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
+    finally:
+        upstream.close()
+    # everything landed in the bucket, verified: a plain replica without upstream serves it
+    repo = RepoKey("model", repo_id)
+    assert store.get_ref(repo, "main") == sha
+    assert all(store.has_blob(repo, f.etag) for f in store.get_commit(repo, sha).files)
+    other = S3Store(s3_server.bucket, prefix, client=s3_server.client)
+    with serve_in_thread(create_app(other)) as url:
+        p = hf_hub_download(repo_id, "config.json", endpoint=url, cache_dir=cache_dir / "2")
+        assert '"version": 3' in Path(p).read_text()
