@@ -113,6 +113,9 @@ def test_licenses_cli_reads_the_synced_cache_offline(licensed_project, tmp_path:
     assert denied.returncode == 1
     assert f"error: license not allowed: {card_repo}" in denied.stderr
     lock_text = project.lock_path.read_text()
+    # kept pins are not re-checked by a plain `lock`; an upgrade (or a new entry) is
     with HubClient() as client, pytest.raises(PolicyError, match=f"license not allowed: {card_repo}/README.md"):
-        lock_project(load_project(tmp_path / "hubpin.toml"), client, hooks=[lock_hook])
+        lock_project(load_project(tmp_path / "hubpin.toml"), client, upgrade=True)
+    relock = run_cli("lock", "--upgrade", cwd=tmp_path)
+    assert relock.returncode == 1 and f"error: license not allowed: {card_repo}/README.md" in relock.stderr
     assert project.lock_path.read_text() == lock_text
