@@ -8,6 +8,7 @@ from __future__ import annotations
 from .api import commit, snapshot
 from .bundle import bundle_info, export_bundle, export_dir, import_bundle, sync_from_bundle
 from .config import Project, RepoDecl, find_project
+from .doctor import diagnose
 from .errors import (
     BadInput,
     BundleError,
@@ -27,7 +28,9 @@ from .hub import HubClient, RemoteFile
 from .lock import lock_project, outdated
 from .lockfile import LockedRepo, Lockfile, read_lock, write_lock
 from .objects import Commit, FileEntry, RepoKey
+from .policy import Policy
 from .publish import PublishResult, publish
+from .scan import ScanReport, scan_folder
 from .store import LocalStore, Store, open_store
 
 __version__ = "0.1.0"
@@ -49,6 +52,7 @@ __all__ = [
     "LockfileError",
     "NotFoundError",
     "NotSyncedError",
+    "Policy",
     "PolicyError",
     "Project",
     "PublishResult",
@@ -56,10 +60,12 @@ __all__ = [
     "RemoteFile",
     "RepoDecl",
     "RepoKey",
+    "ScanReport",
     "Store",
     "UnsafePathError",
     "bundle_info",
     "commit",
+    "diagnose",
     "export_bundle",
     "export_dir",
     "find_project",
@@ -69,6 +75,7 @@ __all__ = [
     "outdated",
     "publish",
     "read_lock",
+    "scan_folder",
     "snapshot",
     "sync_from_bundle",
     "write_lock",
