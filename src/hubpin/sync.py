@@ -34,8 +34,10 @@ from ._download import (
     Downloader,
     InsufficientSpaceError,
     disk_free,
+    find_partials,
     partial_bytes,
 )
+from ._fsutil import fsync_dir
 from .errors import HubpinError, LockfileError, UnsafePathError
 from .lockfile import LockedRepo, Lockfile, read_lock
 from .objects import FileEntry, RepoKey
@@ -291,9 +293,10 @@ def sync(
         report.seconds = time.monotonic() - t0
         return report
 
+    partials = {p.entry.repo: _partial_etags(store.repo_dir(p.entry.repo) / "blobs") for p in plans if p.missing}
     tasks = [
         BlobTask(p.entry.repo, p.entry.commit, f, store.repo_dir(p.entry.repo) / "blobs",
-                 store.root / ".locks" / p.entry.repo.folder)
+                 store.root / ".locks" / p.entry.repo.folder, f.etag in partials[p.entry.repo])
         for p in plans
         for f in p.missing.values()
     ]
@@ -313,11 +316,20 @@ def sync(
         report.downloaded_bytes = sum(r.downloaded for r in results.values())
         report.reused_bytes = sum(r.reused for r in results.values())
         report.requests += sum(r.requests for r in results.values())
+        if fsync:
+            for p in plans:
+                if p.missing:
+                    fsync_dir(store.repo_dir(p.entry.repo) / "blobs")
 
     for p in plans:
         _finish_repo(store, p, report)
     report.seconds = time.monotonic() - t0
     return report
+
+
+def _partial_etags(blobs: Path) -> set[str]:
+    """Etags with a partial download in `blobs` (one listdir per repo, not one per file)."""
+    return {p.name.split(".", 1)[0] for p in find_partials(blobs)}
 
 
 def _refuse_symlinked_dirs(store: LocalStore, repo: RepoKey) -> None:
@@ -330,7 +342,7 @@ def _refuse_symlinked_dirs(store: LocalStore, repo: RepoKey) -> None:
 
 def _preflight_space(root: Path, tasks: list[BlobTask]) -> None:
     """Advisory check (the write path is authoritative): refuse early when the disk is clearly too small."""
-    needed = sum(max(0, t.entry.size - partial_bytes(t.blobs_dir, t.entry.etag)) for t in tasks)
+    needed = sum(t.entry.size - (partial_bytes(t.blobs_dir, t.entry.etag) if t.partial else 0) for t in tasks)
     free = disk_free(root)
     if free is not None and needed + SPACE_MARGIN > free:
         raise InsufficientSpaceError(
