@@ -7,9 +7,11 @@ equal those of the source folder. The ML imports and fixture folders are built o
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import hashlib
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +76,33 @@ def _tree_digest(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+@contextlib.contextmanager
+def _recorded_responses() -> Iterator[list[tuple[str, str, int, str | None]]]:
+    """Record (method, url, status, Range header) of every huggingface_hub request meanwhile.
+
+    Observes the real traffic (the client is the default one plus a response hook); restores the
+    default client factory afterwards.
+    """
+    from huggingface_hub.utils import _http
+
+    seen: list[tuple[str, str, int, str | None]] = []
+
+    def record(response) -> None:  # noqa: ANN001 - httpx response
+        req = response.request
+        seen.append((req.method, str(req.url), response.status_code, req.headers.get("range")))
+
+    def factory():  # noqa: ANN202
+        client = _http.default_client_factory()
+        client.event_hooks["response"] = [*client.event_hooks["response"], record]
+        return client
+
+    _http.set_client_factory(factory)
+    try:
+        yield seen
+    finally:
+        _http.set_client_factory(_http.default_client_factory)
 
 
 # --- the fixtures themselves (no server) --------------------------------------------------------
@@ -240,7 +269,7 @@ def test_missing_model_fails_with_the_hub_error(hub, cache_dir: Path) -> None:
     assert not list(cache_dir.rglob("snapshots/*"))
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     """`python -m hubpin.demo` (what `./dev demo` runs) exits 0 and shows what it loaded."""
     import subprocess
@@ -250,7 +279,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         [sys.executable, "-m", "hubpin.demo", "--workdir", str(workdir)],
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=290,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
@@ -301,3 +330,24 @@ def test_demo_failing_step_gives_one_error_line_and_stops_the_server(
     # non-empty --workdir is refused as bad input, before anything runs
     assert demo_main.main(["--workdir", str(workdir)]) == 2
     assert capsys.readouterr().err.startswith(f"error: --workdir {workdir} is not empty")
+
+
+def test_streaming_parquet_dataset_through_mirror_uses_range_reads(
+    hub, sources: Sources, tmp_path: Path
+) -> None:
+    import datasets
+
+    repo = unique_repo("ml/tiny-parquet")
+    hub.publish(make_tiny_dataset(tmp_path / "src", fmt="parquet"), repo, dataset=True)
+
+    # streaming reads the parquet file through HfFileSystem: ranged GETs that must get 206
+    with _recorded_responses() as seen:
+        streamed = datasets.load_dataset(repo, split="train", streaming=True)
+        assert list(streamed) == TINY_DATASET_ROWS
+    ranged = [(status, rng) for method, url, status, rng in seen if "train.parquet" in url and rng]
+    assert ranged, f"no Range request for the parquet file: {seen}"
+    assert all(status == 206 for status, _ in ranged), ranged
+    # and the regular download of the same repo
+    ds = datasets.load_dataset(repo, split="train", cache_dir=str(tmp_path / "datasets-cache"))
+    assert ds.to_list() == TINY_DATASET_ROWS
+    assert ds.features["label"].dtype == "int64"
