@@ -188,13 +188,17 @@ def test_hooks_see_each_repo_and_can_refuse_or_add_entries(hub, client: HubClien
     code_sha = hub.publish(_folder(tmp_path / "c", {"modeling.py": b"x = 1\n", "README.md": b"r"}), code)
     p = _project(tmp_path / "proj", f'[models."{model}"]\n')
     seen: list[LockContext] = []
+    fetched: list[dict[str, bytes]] = []
 
     def add_code_repo(ctx: LockContext) -> list[LockedRepo]:
         seen.append(ctx)
+        fetched.append({path: local.read_bytes() for path, local in ctx.downloaded.items()})
         return [ctx.lock_extra(RepoKey("model", code), "main", include=("*.py",))]
 
     lock = lock_project(p, client, hooks=[add_code_repo])
     assert [s.decl.repo.id for s in seen] == [model] and seen[0].fresh and seen[0].remote_files is not None
+    assert fetched == [{"config.json": b"{}"}]  # the verified bytes, for scanners: no second download
+    assert not any(Path(x).exists() for x in seen[0].downloaded.values())  # cleaned up after the hooks
     extra = lock.find(code)
     assert extra is not None and extra.commit == code_sha and extra.required_by == (model,)
     assert [f.path for f in extra.files] == ["modeling.py"] and extra.files[0].sha256 == hashlib.sha256(b"x = 1\n").hexdigest()

@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -326,18 +326,24 @@ class HubClient:
                 raise RemoteError(f"{what}: asked for commit {commit}, the endpoint served {served}")
             yield r
 
-    def hash_file(self, repo: RepoKey, commit: str, f: RemoteFile) -> Digest:
+    def hash_file(self, repo: RepoKey, commit: str, f: RemoteFile, *, sink: BinaryIO | None = None) -> Digest:
         """Download one file and hash it; size and git blob id (non-LFS) or sha256 (LFS) must match.
 
-        A connection that breaks mid-body is retried from the start (bounded, like any request)."""
+        The bytes also go to `sink` when given (only trust them if this returns). A connection
+        that breaks mid-body is retried from the start (bounded, like any request)."""
         what = f"{repo}@{commit[:12]}: {f.path}"
         attempt = 0
         while True:
             h = Hasher(f.size)
+            if sink is not None:
+                sink.seek(0)
+                sink.truncate()
             try:
                 with self.open_file(repo, commit, f.path) as r:
                     for chunk in r.iter_bytes(1 << 20):
                         h.update(chunk)
+                        if sink is not None:
+                            sink.write(chunk)
                         if h.size > f.size:  # endless data: stop at the declared length
                             break
                 break

@@ -19,9 +19,13 @@ Repos no longer declared drop out. The result is a `Lockfile`, which serializes 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
 from typing import NamedTuple
 
 from .config import Project, RepoDecl, matches_patterns
@@ -60,6 +64,10 @@ class LockContext:
     fresh: bool  # always True today: hooks run for new or changed entries and on an upgrade
     upgrading: bool  # True if this repo is being upgraded
     remote_files: list[RemoteFile] | None = None  # the full tree, when it was listed in this run
+    #: regular files of `entry` downloaded and verified (size, git blob id) in this run:
+    #: repo path -> local copy, valid during the hook call. Files whose sha256 was reused from
+    #: the previous lock, and LFS files, are not here: fetch those with `client` if needed.
+    downloaded: Mapping[str, Path] = field(default_factory=dict)
     _jobs: int = field(default=8, repr=False)
 
     def lock_extra(
@@ -106,16 +114,33 @@ class Outdated(NamedTuple):
 
 
 def _hash_files(
-    client: HubClient, repo: RepoKey, commit: str, files: list[RemoteFile], known: LockedRepo | None, jobs: int
+    client: HubClient,
+    repo: RepoKey,
+    commit: str,
+    files: list[RemoteFile],
+    known: LockedRepo | None,
+    jobs: int,
+    keep: dict[str, Path] | None,
+    keep_dir: Path | None,
 ) -> list[FileEntry]:
     by_etag = {(f.etag, f.size): f.sha256 for f in (known.files if known else ()) if f.sha256}
     todo = [f for f in files if f.lfs_sha256 is None and (f.oid, f.size) not in by_etag]
     digests: dict[str, str] = {}
+
+    def one(i: int, f: RemoteFile) -> str:
+        if keep is None or keep_dir is None:
+            return client.hash_file(repo, commit, f).sha256
+        local = keep_dir / str(i)  # numbered: the repo's path is never a local file name
+        with open(local, "wb") as sink:
+            sha256 = client.hash_file(repo, commit, f, sink=sink).sha256
+        keep[f.path] = local
+        return sha256
+
     if todo:
         workers = max(1, min(jobs, len(todo)))
         with ThreadPoolExecutor(workers) as pool:
-            for f, d in zip(todo, pool.map(lambda f: client.hash_file(repo, commit, f), todo), strict=True):
-                digests[f.path] = d.sha256
+            for f, sha256 in zip(todo, pool.map(one, range(len(todo)), todo), strict=True):
+                digests[f.path] = sha256
     entries = []
     for f in files:
         sha256 = f.lfs_sha256 or by_etag.get((f.oid, f.size)) or digests[f.path]
@@ -124,25 +149,45 @@ def _hash_files(
 
 
 def _files_at(
-    client: HubClient, decl: RepoDecl, commit: str, known: LockedRepo | None, jobs: int
+    client: HubClient,
+    decl: RepoDecl,
+    commit: str,
+    known: LockedRepo | None,
+    jobs: int,
+    keep: dict[str, Path] | None = None,
+    keep_dir: Path | None = None,
 ) -> tuple[LockedRepo, list[RemoteFile]]:
     tree = client.list_files(decl.repo, commit)
     wanted = [f for f in tree if matches_patterns(f.path, decl.include, decl.exclude)]
-    entries = _hash_files(client, decl.repo, commit, wanted, known, jobs)
+    entries = _hash_files(client, decl.repo, commit, wanted, known, jobs, keep, keep_dir)
     entry = LockedRepo(decl.repo, decl.revision, commit, tuple(entries), complete=len(wanted) == len(tree))
     return entry, tree
 
 
 def lock_repo(
-    client: HubClient, decl: RepoDecl, *, known: LockedRepo | None = None, jobs: int = 8
+    client: HubClient,
+    decl: RepoDecl,
+    *,
+    known: LockedRepo | None = None,
+    jobs: int = 8,
+    keep: dict[str, Path] | None = None,
+    keep_dir: Path | None = None,
 ) -> tuple[LockedRepo, list[RemoteFile]]:
-    """Resolve `decl.revision` now and lock the commit's (filtered) files; also return the tree."""
+    """Resolve `decl.revision` now and lock the commit's (filtered) files; also return the tree.
+
+    With `keep`/`keep_dir`, each regular file downloaded (and verified) is kept in `keep_dir`
+    and recorded in `keep` (repo path -> local file)."""
     commit = client.resolve(decl.repo, decl.revision)
-    return _files_at(client, decl, commit, known, jobs)
+    return _files_at(client, decl, commit, known, jobs, keep, keep_dir)
 
 
 def _reuse(
-    client: HubClient, decl: RepoDecl, old: LockedRepo | None, jobs: int
+    client: HubClient,
+    decl: RepoDecl,
+    old: LockedRepo | None,
+    jobs: int,
+    keep: dict[str, Path] | None = None,
+    keep_dir: Path | None = None,
 ) -> tuple[LockedRepo | None, list[RemoteFile] | None]:
     """The existing pin, still valid for `decl`, or (None, None) when it must be resolved again."""
     if old is None or old.revision != decl.revision:
@@ -150,7 +195,7 @@ def _reuse(
     if not decl.filtered and old.complete:
         return old, None  # the whole tree of the pinned commit: nothing can have changed
     # globs are not recorded in the lock, so re-list the pinned commit (hashes are reused)
-    entry, tree = _files_at(client, decl, old.commit, old, jobs)
+    entry, tree = _files_at(client, decl, old.commit, old, jobs, keep, keep_dir)
     entry = LockedRepo(entry.repo, entry.revision, entry.commit, entry.files, entry.complete, old.required_by)
     return entry, tree
 
@@ -186,27 +231,34 @@ def lock_project(
     hooks = default_hooks() if hooks is None else list(hooks)
     entries: dict[RepoKey, LockedRepo] = {}
     extras: dict[RepoKey, LockedRepo] = {}
-    for decl in project.repos:
-        old = previous.get(decl.repo)
-        upgrading = _upgrading(decl, upgrade)
-        entry, tree = (None, None) if upgrading else _reuse(client, decl, old, jobs)
-        if entry is None:
-            entry, tree = lock_repo(client, decl, known=old, jobs=jobs)
-        # hooks run for new or changed entries and on an explicit upgrade; a re-listed pin that
-        # came out the same is as good as kept
-        fresh = upgrading or entry != old
-        entries[decl.repo] = entry
-        if fresh:
-            ctx = LockContext(project, client, decl, entry, previous, fresh, upgrading, tree, jobs)
-            added = [extra for hook in hooks for extra in hook(ctx) or ()]
-        else:
-            # a kept pin keeps what the hooks added for it last time, and needs no network
-            added = [e for e in previous.repos if str(decl.repo) in e.required_by]
-        for extra in added:
-            prior = extras.get(extra.repo)
-            if prior is not None and prior.commit == extra.commit:
-                extra = replace(extra, required_by=tuple(set(prior.required_by) | set(extra.required_by)))
-            extras[extra.repo] = extra
+    with tempfile.TemporaryDirectory(prefix="hubpin-lock-") as tmp:
+        for n, decl in enumerate(project.repos):
+            old = previous.get(decl.repo)
+            upgrading = _upgrading(decl, upgrade)
+            # regular files fetched to hash them are kept for the hooks (no second download)
+            keep: dict[str, Path] | None = {} if hooks else None
+            keep_dir = Path(tmp) / str(n)
+            keep_dir.mkdir()
+            entry, tree = (None, None) if upgrading else _reuse(client, decl, old, jobs, keep, keep_dir)
+            if entry is None:
+                entry, tree = lock_repo(client, decl, known=old, jobs=jobs, keep=keep, keep_dir=keep_dir)
+            # hooks run for new or changed entries and on an explicit upgrade; a re-listed pin
+            # that came out the same is as good as kept
+            fresh = upgrading or entry != old
+            entries[decl.repo] = entry
+            if fresh:
+                ctx = LockContext(project, client, decl, entry, previous, fresh, upgrading, tree,
+                                  MappingProxyType(dict(keep or {})), jobs)
+                added = [extra for hook in hooks for extra in hook(ctx) or ()]
+            else:
+                # a kept pin keeps what the hooks added for it last time, and needs no network
+                added = [e for e in previous.repos if str(decl.repo) in e.required_by]
+            for extra in added:
+                prior = extras.get(extra.repo)
+                if prior is not None and prior.commit == extra.commit:
+                    extra = replace(extra, required_by=tuple(set(prior.required_by) | set(extra.required_by)))
+                extras[extra.repo] = extra
+            shutil.rmtree(keep_dir, ignore_errors=True)  # bound the disk used to one repo at a time
     declared = {str(d.repo) for d in project.repos}
     for repo, extra in extras.items():
         # only repos still declared can require it; a declared repo's own entry wins
