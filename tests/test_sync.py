@@ -196,3 +196,22 @@ def test_cli_sync_verify_gc_roundtrip(hub, server, repo, tmp_path) -> None:
     assert freed == len('{"model_type": "bert"}')  # only the old config.json blob was unique to the old commit
     assert not (folder / "snapshots" / first).exists()
     assert run_cli("verify", "--lock", str(lock_path), "--cache-dir", str(cache)).returncode == 0
+
+
+def test_cli_sync_honours_hf_hub_cache_and_hf_home(hub, server, repo, tmp_path) -> None:
+    from conftest import run_cli
+
+    _app, url = server
+    repo_id, first, _ = repo
+    lock_path = tmp_path / "hubpin.lock"
+    write_lock(lock_for(hub.store, repo_id, first), lock_path)
+    folder = RepoKey("model", repo_id).folder
+    r = run_cli("sync", "--lock", str(lock_path), "--endpoint", url, env={"HF_HUB_CACHE": str(tmp_path / "hc")})
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "hc" / folder / "refs" / "main").read_bytes() == first.encode()
+    env = {"HF_HUB_CACHE": "", "HF_HOME": str(tmp_path / "home")}
+    r = run_cli("verify", "--lock", str(lock_path), env=env)
+    assert r.returncode == 1 and "missing" in r.stderr  # $HF_HOME/hub is another, empty cache
+    r = run_cli("sync", "--lock", str(lock_path), "--endpoint", url, env=env)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "home" / "hub" / folder / "snapshots" / first / "config.json").is_file()
