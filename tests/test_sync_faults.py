@@ -444,3 +444,39 @@ def test_case25_html_with_200_is_rejected(hub, server, repo, cache, app) -> None
     assert r.returncode == 1
     assert r.stderr.splitlines()[0].startswith("error: ") and "text/html" in r.stderr
     assert "hint: " in r.stderr
+
+
+def test_case2_lock_pinning_a_branch_instead_of_a_commit_is_refused(hub, repo, tmp_path) -> None:
+    from conftest import run_cli
+
+    lock = _lock(hub, repo)
+    lock_path = tmp_path / "hubpin.lock"
+    lock_path.write_text(lock.to_toml().replace(f'commit = "{repo[2]}"', 'commit = "main"'))
+    cache = tmp_path / "never-created"
+    r = run_cli("sync", "--lock", str(lock_path), "--cache-dir", str(cache), "--endpoint", "http://127.0.0.1:9")
+    assert r.returncode == 2
+    assert "commit expected 40 lowercase hex, got 'main'" in r.stderr.splitlines()[0]
+    assert not cache.exists()
+
+
+def test_case23_small_fd_limit(hub, server, app, tmp_path) -> None:
+    """Bounded concurrency: 300 files with `ulimit -n 64` (connections and files are not leaked)."""
+    import resource
+
+    from conftest import unique_repo
+
+    _app, url = server
+    src = tmp_path / "many"
+    src.mkdir()
+    for i in range(300):
+        (src / f"f{i:03d}.txt").write_text(f"fd {i}\n")
+    repo_id = unique_repo("org/fds")
+    lock = lock_for(hub.store, repo_id, hub.publish(src, repo_id))
+    lock_path = tmp_path / "hubpin.lock"
+    write_lock(lock, lock_path)
+    exe = shutil.which("hubpin", path=str(Path(sys.executable).parent))
+    r = subprocess.run([exe, "sync", "--lock", str(lock_path), "--cache-dir", str(tmp_path / "c"), "--endpoint", url],
+                       capture_output=True, text=True, timeout=120,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)))
+    assert r.returncode == 0, r.stderr
+    assert verify(lock, cache_dir=tmp_path / "c").ok
