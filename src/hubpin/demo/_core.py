@@ -113,29 +113,38 @@ def last_error_line(text: str) -> str:
 
 
 def run_proc(
-    cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
+    cmd: list[str],
+    what: str,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 300,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `cmd` to completion, capturing its output; a timeout becomes a DemoError."""
+    """Run `cmd` (called `what` in messages) to completion, capturing its output."""
     try:
         return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
-        raise DemoError(f"{Path(cmd[0]).name} did not finish within {timeout:.0f} s") from e
+        raise DemoError(f"{what} did not finish within {timeout:.0f} s") from e
 
 
 def run(
-    cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
+    cmd: list[str],
+    what: str,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 300,
 ) -> str:
-    """Run `cmd`; return stdout; raise DemoError with the failing line otherwise."""
-    proc = run_proc(cmd, env=env, cwd=cwd, timeout=timeout)
+    """Run `cmd`; return stdout; raise DemoError with its most telling stderr line otherwise."""
+    proc = run_proc(cmd, what, env=env, cwd=cwd, timeout=timeout)
     if proc.returncode != 0:
-        shown = " ".join([Path(cmd[0]).name, *cmd[1:3]])
-        raise DemoError(f"{shown} exited {proc.returncode}: {last_error_line(proc.stderr)}")
+        raise DemoError(f"{what} exited {proc.returncode}: {last_error_line(proc.stderr)}")
     return proc.stdout
 
 
 def run_app(script: str, args: dict[str, str], *, env: dict[str, str], cwd: Path | None = None) -> dict:
     """Run one of the `_apps` scripts in a fresh interpreter; return its JSON result."""
-    out = run([sys.executable, "-c", script, json.dumps(args)], env=env, cwd=cwd)
+    out = run([sys.executable, "-c", script, json.dumps(args)], "the application", env=env, cwd=cwd)
     try:
         result = json.loads(out.strip().splitlines()[-1])
     except (ValueError, IndexError) as e:
@@ -147,7 +156,7 @@ def run_app(script: str, args: dict[str, str], *, env: dict[str, str], cwd: Path
 
 def hubpin(demo: Demo, *args: str, cwd: Path | None = None) -> str:
     """Run the real `hubpin` CLI; return its stdout."""
-    return run([*hubpin_cmd(), *args], env=client_env(demo), cwd=cwd)
+    return run([*hubpin_cmd(), *args], f"hubpin {args[0]}", env=client_env(demo), cwd=cwd)
 
 
 def show(output: str, prefix: str = "      ") -> None:

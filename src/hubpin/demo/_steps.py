@@ -201,7 +201,12 @@ def step_lock(demo: Demo) -> None:
             got = entry.commit if entry else "nothing"
             raise DemoError(f"hubpin.lock pins {repo} at {got}, expected the published commit {sha}")
     files = sum(len(r.files) for r in lock.repos)
-    say(f"      hubpin.lock: {len(lock.repos)} repos, {files} files, each with size + sha256")
+    say(f"      hubpin.lock: {len(lock.repos)} repos, {files} files, each with size + sha256; for example")
+    ja = lock.find(JAPANESE_REPO_ID, "model")
+    assert ja is not None
+    say(f"        {ja.repo.id}  {ja.revision} -> {ja.commit}")
+    for f in ja.files:
+        say(f"          {f.path:<24} {human_size(f.size):>7}  sha256 {f.sha256[:16]}…")
     say("      $ hubpin lock --check")
     show(hubpin(demo, "lock", "--check", cwd=demo.project), "        ")
 
@@ -263,7 +268,7 @@ def step_offline_load(demo: Demo) -> None:
 def step_verify(demo: Demo) -> None:
     say(f"      $ hubpin verify --cache-dir {demo.deploy_cache.name}")
     verify = [*hubpin_cmd(), "verify", "--cache-dir", str(demo.deploy_cache)]
-    show(run(verify, env=client_env(demo), cwd=demo.project), "        ")
+    show(run(verify, "hubpin verify", env=client_env(demo), cwd=demo.project), "        ")
     # the official client checks sizes only; flip one byte of the weights and verify again
     snap = (
         demo.deploy_cache / f"models--{BERT_REPO.replace('/', '--')}" / "snapshots" / demo.commits[BERT_REPO]
@@ -276,7 +281,7 @@ def step_verify(demo: Demo) -> None:
     blob.chmod(mode | 0o200)
     blob.write_bytes(bytes(tampered))
     try:
-        proc = run_proc(verify, env=client_env(demo), cwd=demo.project)
+        proc = run_proc(verify, "hubpin verify", env=client_env(demo), cwd=demo.project)
     finally:
         blob.write_bytes(original)
         blob.chmod(mode)
