@@ -215,3 +215,20 @@ def test_cli_sync_honours_hf_hub_cache_and_hf_home(hub, server, repo, tmp_path) 
     r = run_cli("sync", "--lock", str(lock_path), "--endpoint", url, env=env)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "home" / "hub" / folder / "snapshots" / first / "config.json").is_file()
+
+
+def test_cli_sync_from_bundle_needs_no_network(hub, repo, tmp_path) -> None:
+    from conftest import run_cli
+    from hubpin.bundle import export_bundle
+
+    repo_id, first, _ = repo
+    lock = lock_for(hub.store, repo_id, first)
+    bundle = tmp_path / "models.hubpin"
+    export_bundle(bundle, hub.store, list(lock.repos))
+    lock_path = tmp_path / "hubpin.lock"
+    write_lock(lock, lock_path)
+    cache = tmp_path / "cache"
+    r = run_cli("sync", "--lock", str(lock_path), "--cache-dir", str(cache), "--from", str(bundle),
+                "--endpoint", "http://127.0.0.1:9")
+    assert r.returncode == 0, r.stderr
+    assert verify(lock, cache_dir=cache).ok
