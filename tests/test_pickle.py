@@ -137,6 +137,11 @@ def test_text_json_and_vocab_are_not_pickles(tmp_path: Path) -> None:
         "README.md": b"# I love pickles\n",
         "merges.txt": b"I N\n(S a\n",
         "empty.txt": b"",
+        # text that walks as opcodes (found by sniffing 90k files of site-packages and /usr/share)
+        "RECORD": b"cryptography-50.0.2.dist-info/INSTALLER,sha256=abc,4\nfoo.py,,\n",
+        "rule.al": b"VARIABLES X,Y\nCONSTANTS A,B,R\nEQN[1] = A*X^3+B*Y^2-R\nEQN[2] = A*SIN(X)^2 + B*COS(2*Y) - R^2\n"
+        b"INPUT A=2.0, B=3.0, R=1.0\nINPUT X = 30 DEG, Y = 3.14\nCODE NONLINEAR(EQN,X,Y) some_filename.c\n",
+        "note.txt": b"N.B. read me\n",
     }
     for name, data in samples.items():
         (tmp_path / name).write_bytes(data)

@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import pickletools
+import re
 import struct
 import tarfile
 import zipfile
@@ -123,36 +124,52 @@ def is_pickle_bytes(prefix: bytes, *, complete: bool = False) -> str | None:
         return None
     if prefix[0] not in _LEGACY_FIRST:
         return None
-    count, stopped, err = _walk(prefix)
-    if stopped and count >= 2:
-        return "pickle protocol 0/1"
-    if err is not None and count >= 2:
-        if not complete and len(prefix) >= PREFIX_BYTES and _ran_to_end(prefix):
-            return "pickle protocol 0/1"
-        if _has_global(prefix):
-            return "pickle protocol 0/1, broken"
+    names, globals_found, stopped, pos = _legacy_walk(prefix)
+    if not all(_IDENT.match(g) for g in globals_found):
+        return None  # text that happens to start like GLOBAL (`c…`): no loader could import it
+    structural = any(n in _STRUCTURAL for n in names)
+    if stopped:
+        return "pickle protocol 0/1" if len(names) >= 3 and structural and _stack_ok(prefix) else None
+    if not complete and len(prefix) >= PREFIX_BYTES and pos >= len(prefix) - 16 and structural:
+        return "pickle protocol 0/1"  # a big pickle cut by the prefix
+    if globals_found and any(n in _CALLS for n in names):
+        return "pickle protocol 0/1, broken"  # a payload, then junk (nullifAI)
     return None
 
 
-def _ran_to_end(prefix: bytes) -> bool:
-    stream = io.BytesIO(prefix)
+#: opcodes that build or reference objects; text that happens to parse is only pushes and STOP
+_STRUCTURAL = {
+    "MARK", "DICT", "LIST", "TUPLE", "EMPTY_DICT", "EMPTY_LIST", "EMPTY_TUPLE", "SETITEM", "SETITEMS",
+    "APPEND", "APPENDS", "BUILD", "REDUCE", "GLOBAL", "INST", "OBJ", "PUT", "BINPUT", "GET", "BINGET",
+}  # fmt: skip
+_CALLS = {"REDUCE", "BUILD", "OBJ", "INST", "NEWOBJ"}
+_IDENT = re.compile(r"^[A-Za-z_][\w.]* [A-Za-z_][\w.]*$")
+
+
+def _stack_ok(data: bytes) -> bool:
+    """pickletools.dis simulates the stack (MARKs, pops, memo) without executing anything."""
     try:
-        for _ in pickletools.genops(stream):
-            pass
+        pickletools.dis(data, out=io.StringIO())
     except Exception:
-        return stream.tell() >= len(prefix) - 16
+        return False
     return True
 
 
-def _has_global(data: bytes) -> bool:
-    stream = io.BytesIO(data)
+def _legacy_walk(prefix: bytes) -> tuple[list[str], list[str], bool, int]:
+    """(opcode names, `module name` of each GLOBAL/INST, reached STOP, position) of a prefix."""
+    names: list[str] = []
+    found: list[str] = []
+    stream = io.BytesIO(prefix)
     try:
-        for op, _arg, _pos in pickletools.genops(stream):
-            if op.name in ("GLOBAL", "INST", "STACK_GLOBAL", "REDUCE"):
-                return True
+        for op, arg, _pos in pickletools.genops(stream):
+            names.append(op.name)
+            if op.name in ("GLOBAL", "INST"):
+                found.append(str(arg))
+            if op.name == "STOP":
+                return names, found, True, stream.tell()
     except Exception:
-        return False
-    return False
+        pass
+    return names, found, False, stream.tell()
 
 
 def _read_prefix(path: Path, n: int = PREFIX_BYTES) -> bytes:
