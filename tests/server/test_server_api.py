@@ -40,6 +40,7 @@ def test_model_info_with_and_without_revision(hub, tiny):
     with pytest.raises(RepositoryNotFoundError):
         api.model_info("srv/missing-repo")
     assert api.repo_exists(tiny.repo_id) and not api.repo_exists("srv/missing-repo")
+    assert not api.repo_exists(tiny.repo_id, repo_type="space")  # spaces are never mirrored
 
 
 def test_list_files_refs_file_exists(hub, tiny):
@@ -144,6 +145,8 @@ def test_every_4xx_has_error_code_and_json(hub, tiny):
         ("GET", "/no/such/endpoint"): 404,
         ("GET", f"/api/models/{tiny.repo_id}/tree/main?cursor=x"): 400,
         ("GET", "/api/whoami-v2"): 401,
+        ("GET", "/api/spaces/org/app"): 404,
+        ("GET", "/spaces/org/app/resolve/main/app.py"): 404,
     }
     for (method, path), status in cases.items():
         r = httpx.request(method, hub.url + path)

@@ -29,6 +29,7 @@ Endpoint = Literal["whoami", "harnesses", "healthz"]
 # huggingface_hub utils/_hf_uris.py: an unencoded special ref spans several segments
 _LEGACY_REF = re.compile(r"^refs/(convert/[\w.-]+|pr/\d+)$")
 _API_TYPES = {"models": "model", "datasets": "dataset"}
+_UNSERVED = {"spaces", "kernels"}  # repo types a mirror of models and datasets never holds
 _SIMPLE: dict[str, Endpoint] = {"/api/whoami-v2": "whoami", "/api/agent-harnesses": "harnesses", "/healthz": "healthz"}
 MAX_RAW_PATH = 8192
 
@@ -102,11 +103,15 @@ def parse_path(raw_path: bytes) -> Endpoint | list[Target]:
         return simple
     raw_segs = raw_path.split(b"?", 1)[0][1:].decode("latin-1").split("/")
     if segs and segs[0] == "api":
+        if len(segs) >= 3 and segs[1] in _UNSERVED:
+            raise HubError.repo_not_found("/".join(segs[1:4]))  # spaces/kernels: no such repo here
         if len(segs) < 3 or segs[1] not in _API_TYPES:
             return []
         return _api_targets(_API_TYPES[segs[1]], segs[2:], raw_segs[2:])
     if segs and segs[0] == "datasets":
         return _resolve_targets("dataset", segs[1:], raw_segs[1:])
+    if len(segs) >= 4 and segs[0] in _UNSERVED and "resolve" in segs[2:4]:
+        raise HubError.repo_not_found("/".join(segs[:3]))
     return _resolve_targets("model", segs, raw_segs)
 
 

@@ -12,6 +12,7 @@ a worker thread, never on the event loop.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from collections import OrderedDict
@@ -120,6 +121,20 @@ class Source:
         """A regular file holding the entry's bytes, for zero-copy serving; None if remote."""
         return self.store.file_path(repo, commit, entry.path)
 
+    def _local_file(self, repo: RepoKey, commit: Commit, entry: FileEntry) -> tuple[str, os.stat_result] | None:
+        """(path, stat) of a regular file with the entry's bytes, or None."""
+        if isinstance(self.store, LocalStore) and type(self).local_path is Source.local_path:
+            # hot path (every HEAD): one lstat on blobs/<etag>, no pathlib; never through a symlink
+            blob = os.path.join(self.store.location, repo.folder, "blobs", entry.etag)
+            try:
+                st = os.lstat(blob)
+            except OSError:
+                st = None
+            if st is not None and stat.S_ISREG(st.st_mode):
+                return blob, st
+        path = self.local_path(repo, commit, entry)
+        return (str(path), os.stat(path)) if path is not None else None
+
     # -- bytes ----------------------------------------------------------------------------
     def file_response(
         self, request: Request, repo: RepoKey, commit: Commit, entry: FileEntry, headers: dict[str, str]
@@ -135,14 +150,18 @@ class Source:
             # a GET URL on HEAD too: huggingface_hub GETs the Location its HEAD received
             return _redirect(presign(repo, entry.etag, self.redirect_expires), entry, headers)
         ranges = parse_range(request.headers.get("range"), entry.size) if request.method in ("GET", "HEAD") else None
-        path = self.local_path(repo, commit, entry)
-        if path is not None:
-            st = os.stat(path)
+        found = self._local_file(repo, commit, entry)
+        if found is not None:
+            path, st = found
             if st.st_size != entry.size:
                 raise HubError(
                     500, "StoreCorrupt",
                     f"{repo}@{commit.sha}: {entry.path} is {st.st_size} bytes in the store, expected {entry.size}",
                 )
+            if request.method == "HEAD" and ranges is None:
+                # the hot metadata probe: headers only, without FileResponse's per-request work
+                return Response(status_code=200, media_type="application/octet-stream",
+                                headers={**headers, "Content-Length": str(entry.size)})
             # our ETag/Content-Length win: FileResponse only setdefault()s its own
             return FileResponse(path, headers={**headers, "Content-Length": str(entry.size)}, stat_result=st,
                                 media_type="application/octet-stream")
