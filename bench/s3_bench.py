@@ -178,6 +178,22 @@ def main() -> None:
             targets[name] = f"{url}/{path}"
         targets["s3-direct"] = s3.presigned_url(repo, etag, 3600)
 
+        # metadata latency: what from_pretrained pays per file (HEAD /resolve/main/…, keep-alive)
+        import httpx
+
+        head_ms: dict[str, float] = {}
+        for name in ("local", "s3-stream", "s3-redirect"):
+            u = targets[name].replace(f"/resolve/{commit.sha}/", "/resolve/main/")
+            with httpx.Client() as hc:
+                hc.head(u)
+                lat = []
+                for _ in range(100):
+                    t = time.perf_counter()
+                    hc.head(u)
+                    lat.append((time.perf_counter() - t) * 1000)
+            head_ms[name] = statistics.median(lat)
+        results["head_median_ms"] = head_ms
+
         times: dict[str, list[float]] = {k: [] for k in targets}
         for _ in range(args.runs):  # interleaved, so load changes hit every configuration alike
             for name, url in targets.items():
@@ -205,6 +221,8 @@ def main() -> None:
           f"S3 multipart {results['publish_s3_s']:.1f} s ({mib / results['publish_s3_s']:.0f} MiB/s); "
           f"peer boto3 upload_file {results['boto3_upload_file_s']:.1f} s "
           f"({mib / results['boto3_upload_file_s']:.0f} MiB/s)")
+    print("HEAD /resolve/main latency, median of 100: "
+          + ", ".join(f"{k} {v:.1f} ms" for k, v in results["head_median_ms"].items()))
     print(f"{'config':<12} {'median s':>9} {'MiB/s':>8} {'vs local':>9}  runs (s)")
     for k, v in results["seconds"].items():
         print(f"{k:<12} {statistics.median(v):>9.2f} {results['median_MiB_s'][k]:>8.0f} "

@@ -244,6 +244,12 @@ class S3Store(Store):
         # one PUT is atomic per object in S3; 40 hex, no newline, as in the HF cache (#4133)
         self._put_bytes(key, sha.encode("ascii"), "text/plain")
 
+    def resolve(self, repo: RepoKey, revision: str) -> str | None:
+        """As `Store.resolve`; a full sha of a known commit skips the `refs/<sha>` lookup (one GET less)."""
+        if is_commit_sha(revision) and self.get_commit(repo, revision) is not None:
+            return revision  # commits are cached once read: pinned HEADs then cost no S3 call
+        return super().resolve(repo, revision)
+
     # -- commits --------------------------------------------------------------------------
     def list_commits(self, repo: RepoKey) -> list[str]:
         found: set[str] = set()
