@@ -144,7 +144,14 @@ def run(
 
 def run_app(script: str, args: dict[str, str], *, env: dict[str, str], cwd: Path | None = None) -> dict:
     """Run one of the `_apps` scripts in a fresh interpreter; return its JSON result."""
-    out = run([sys.executable, "-c", script, json.dumps(args)], "the application", env=env, cwd=cwd)
+    try:
+        out = run([sys.executable, "-c", script, json.dumps(args)], "the application", env=env, cwd=cwd)
+    except DemoError as e:
+        if "fugashi" in e.message or "ipadic" in e.message or "MeCab" in e.message:
+            e.hint = (
+                "the Japanese tokenizer needs MeCab: pip install fugashi ipadic (`hubpin doctor` checks this)"
+            )
+        raise
     try:
         result = json.loads(out.strip().splitlines()[-1])
     except (ValueError, IndexError) as e:
