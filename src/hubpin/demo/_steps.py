@@ -99,7 +99,7 @@ def _wait_until_serving(demo: Demo, url: str, timeout: float = 30) -> None:
             )
         try:
             # any HTTP answer means the server is up; /healthz is the documented probe
-            httpx.get(f"{url}/healthz", timeout=1.0)
+            httpx.get(f"{url}/healthz", timeout=1.0, trust_env=False)  # never via a proxy
             return
         except httpx.TransportError:
             pass
