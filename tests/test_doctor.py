@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_python, unique_repo
+from conftest import run_cli, run_python, unique_repo
 from hubpin.config import load_project
 from hubpin.doctor import diagnose, env_issues, modules_cache_issue, package_issues, weights_issues
 from hubpin.hub import HubClient
@@ -57,6 +57,9 @@ def test_japanese_tokenizer_ready_when_fugashi_and_ipadic_are_installed(japanese
     report = diagnose(lock, cache_dir=cache)
     assert [r.ready for r in report.repos] == [True]
     assert report.repos[0].issues == ()
+    cli = run_cli("doctor", "--cache-dir", str(cache), cwd=_root, env={"HF_HUB_OFFLINE": "1"})
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout.strip() == f"{lock.repos[0].repo}@{lock.repos[0].commit[:12]}: ready"
 
 
 def test_japanese_tokenizer_without_fugashi_names_packages_and_install_command(japanese) -> None:  # noqa: ANN001
