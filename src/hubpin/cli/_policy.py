@@ -10,8 +10,9 @@ import click
 from .. import _env
 from ..config import Project, find_project
 from ..doctor import diagnose
-from ..errors import CheckFailed, ConfigError, NotFoundError, NotSyncedError, PolicyError
+from ..errors import CheckFailed, ConfigError, LockfileError, NotFoundError, NotSyncedError, PolicyError
 from ..licenses import is_license_file, license_allowed, license_info
+from ..lockfile import Lockfile
 from ..policy import Policy, enforce_report, policy_for
 from ..scan import ScanReport, scan_folder, scan_locked_repo
 from ._app import emit_json, main
@@ -39,6 +40,12 @@ def _project(config_path: Path | None, *, required: bool) -> Project | None:
         if required or config_path is not None:
             raise
         return None
+
+
+def _lock(project: Project) -> Lockfile:
+    if not project.lock_path.exists():
+        raise LockfileError(f"{project.lock_path}: no lockfile", hint="run `hubpin lock` first")
+    return project.read_lock()
 
 
 def _print_report(report: ScanReport) -> None:
@@ -101,7 +108,7 @@ def licenses_cmd(config_path: Path | None, cache_dir: Path | None, as_json: bool
     assert project is not None
     cache = cache_dir or _env.default_cache_dir()
     rows: list[dict[str, Any]] = []
-    for entry in project.read_lock().repos:
+    for entry in _lock(project).repos:
         blobs = cache / entry.repo.folder / "blobs"
         files = [(f.path, blobs / f.etag) for f in entry.files if is_license_file(f.path)]
         present = [(p, b) for p, b in files if b.is_file()]
@@ -158,7 +165,7 @@ def doctor_cmd(repo: str | None, config_path: Path | None, cache_dir: Path | Non
     """
     project = _project(config_path, required=True)
     assert project is not None
-    report = diagnose(project.read_lock(), cache_dir=cache_dir, repo=repo)
+    report = diagnose(_lock(project), cache_dir=cache_dir, repo=repo)
     if as_json:
         emit_json(report.to_dict())
     else:
