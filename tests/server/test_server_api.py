@@ -262,3 +262,35 @@ def test_dataset_info_and_convert_refs(hub, tmp_path):
         r = httpx.get(f"{hub.url}/datasets/{repo_id}/resolve/{rev}/default/train/0000.parquet")
         assert r.status_code == 200 and r.content == b"PAR1fake" and r.headers["x-repo-commit"] == conv
     assert sorted(api.list_repo_files(repo_id, repo_type="dataset", revision="refs/convert/parquet")) == list(parquet)
+
+
+def test_real_page_size_over_a_thousand_files(hub):
+    """The Hub's own page size (1000): 2100 files + 3 folders need three pages, each entry listed once.
+
+    The listing only needs metadata, so a Source serves a synthetic commit (no 2100 files on disk).
+    """
+    import hashlib
+
+    from hubpin.objects import Commit, FileEntry, RepoKey
+    from hubpin.server._source import Source
+
+    files = tuple(FileEntry(f"d{i % 3}/f{i:04d}.txt", 1, hashlib.sha1(str(i).encode()).hexdigest()) for i in range(2100))
+    commit = Commit(sha="c" * 40, files=files)
+    repo = RepoKey("model", "srv/many")
+
+    class Synthetic(Source):
+        def has_repo(self, r):
+            return r == repo
+
+        def resolve(self, r, revision):
+            return commit.sha if r == repo and revision in ("main", commit.sha) else None
+
+        def get_commit(self, r, sha):
+            return commit if r == repo and sha == commit.sha else None
+
+    with serve_in_thread(create_app(hub.store, ServerConfig(source=Synthetic(hub.store)))) as url:
+        r = httpx.get(f"{url}/api/models/srv/many/tree/main?recursive=true")
+        assert len(r.json()) == 1000 and r.links["next"]["url"].startswith(url)
+        entries = list(HfApi(endpoint=url).list_repo_tree("srv/many", recursive=True))
+        assert len(entries) == 2103 and {e.path for e in entries if isinstance(e, RepoFile)} == {f.path for f in files}
+        assert len(HfApi(endpoint=url).list_repo_files("srv/many")) == 2100

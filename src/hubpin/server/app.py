@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -44,6 +46,7 @@ __all__ = ["create_app"]
 log = logging.getLogger("hubpin.server")
 
 _MAX_FORM_BYTES = 4 * 1024 * 1024
+_LISTING_CACHE_SIZE = 16
 _TRUE = {"1", "true", "True", "yes"}
 
 
@@ -61,6 +64,8 @@ class _Mirror:
         self.store = store
         self.config = config
         self.source = config.source if config.source is not None else Source(store)
+        self._listings: OrderedDict[tuple[RepoKey, str, str, bool], list[tuple[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
 
     # -- entry point ----------------------------------------------------------------------
     async def handle(self, request: Request) -> Response:
@@ -199,7 +204,7 @@ class _Mirror:
         q = request.query_params
         recursive = q.get("recursive", "") in _TRUE
         expand = q.get("expand", "") in _TRUE
-        entries = _api.list_tree(commit, t.path, recursive)
+        entries = self._listing(t.repo, commit, t.path, recursive)
         if entries is None:
             raise HubError(404, "EntryNotFound", f"folder {t.path} not found in {t.repo}@{commit.sha}",
                            {"X-Repo-Commit": commit.sha})
@@ -212,6 +217,24 @@ class _Mirror:
         if start + size < len(entries):
             headers["Link"] = f'<{self._next_url(request, start + size)}>; rel="next"'
         return JSONResponse(body, headers=headers)
+
+    def _listing(self, repo: RepoKey, commit: Commit, path: str, recursive: bool) -> list[tuple[str, Any]] | None:
+        """`_api.list_tree`, kept for the next pages of a paginated listing (complete commits only)."""
+        if not commit.complete:
+            return _api.list_tree(commit, path, recursive)
+        key = (repo, commit.sha, path, recursive)
+        with self._lock:
+            hit = self._listings.get(key)
+            if hit is not None:
+                self._listings.move_to_end(key)
+                return hit
+        entries = _api.list_tree(commit, path, recursive)
+        if entries is not None:
+            with self._lock:
+                self._listings[key] = entries
+                while len(self._listings) > _LISTING_CACHE_SIZE:
+                    self._listings.popitem(last=False)
+        return entries
 
     def _paths_info(self, request: Request, targets: list[Target], form: dict[str, list[str]]) -> Response:
         t = self._pick(request, targets)
