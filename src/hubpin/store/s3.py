@@ -20,17 +20,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ..errors import BadInput, RemoteError, UnsafePathError
 from ..hashing import CHUNK
 from ..objects import Commit, FileEntry, RepoKey
 from ..paths import is_commit_sha, safe_relpath, validate_revision
+from ._s3write import MultipartWriter, SinglePutWriter, is_boto_error
 from .base import BlobWriter, Store
 from .hfcache import _ETAG, META_DIR, _dump_json, _repo_from_folder
 
@@ -41,7 +40,6 @@ DEFAULT_MULTIPART_THRESHOLD = 64 * 1024 * 1024
 #: part size of multipart uploads; grown for huge blobs to stay under S3's 10,000 parts
 DEFAULT_PART_SIZE = 16 * 1024 * 1024
 _MAX_PARTS = 10_000
-_SPOOL_IN_MEMORY = 8 * 1024 * 1024  # single-part blobs above this spill to a local temp file
 #: parts uploaded at once per multipart blob (S3 servers write faster in parallel); a writer holds
 #: at most (this + 1) × part size in memory
 DEFAULT_UPLOAD_CONCURRENCY = 4
@@ -130,7 +128,7 @@ class S3Store(Store):
         try:
             return fn(Bucket=self.bucket, **kwargs)
         except Exception as e:
-            if not _is_boto_error(e):
+            if not is_boto_error(e):
                 raise
             raise self._remote_error(op, key, e) from e
 
@@ -147,9 +145,9 @@ class S3Store(Store):
             resp = self.client.get_object(Bucket=self.bucket, Key=key)
             return bytes(resp["Body"].read())
         except Exception as e:
-            if _is_boto_error(e) and _is_missing(e):
+            if is_boto_error(e) and _is_missing(e):
                 return None
-            if _is_boto_error(e):
+            if is_boto_error(e):
                 raise self._remote_error("GetObject", key, e) from e
             raise
 
@@ -160,9 +158,9 @@ class S3Store(Store):
         try:
             return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
         except Exception as e:
-            if _is_boto_error(e) and _is_missing(e):
+            if is_boto_error(e) and _is_missing(e):
                 return None
-            if _is_boto_error(e):
+            if is_boto_error(e):
                 raise self._remote_error("HeadObject", key, e) from e
             raise
 
@@ -339,7 +337,7 @@ class S3Store(Store):
         try:
             resp = self.client.get_object(Bucket=self.bucket, **kwargs)
         except Exception as e:
-            if not _is_boto_error(e):
+            if not is_boto_error(e):
                 raise
             if _is_missing(e):
                 raise FileNotFoundError(f"s3://{self.bucket}/{key}: no such blob") from e
@@ -357,8 +355,8 @@ class S3Store(Store):
         what = f"{repo}/blobs/{etag}"
         if size >= self.multipart_threshold:
             part = max(self.part_size, math.ceil(size / _MAX_PARTS))
-            return _MultipartWriter(self, key, part, what, etag, size, sha256)
-        return _SinglePutWriter(self, key, what, etag, size, sha256)
+            return MultipartWriter(self, key, part, what, etag, size, sha256)
+        return SinglePutWriter(self, key, what, etag, size, sha256)
 
     def presigned_url(self, repo: RepoKey, etag: str, expires: int = 3600, method: str = "GET") -> str:
         """A time-limited URL of a blob, for answering downloads with a redirect to S3.
@@ -376,103 +374,6 @@ class S3Store(Store):
         self._put_bytes(self._meta_key(name), data)
 
 
-class _SinglePutWriter(BlobWriter):
-    """Spool the bytes (memory, then a local temp file) and PUT them only once they verified."""
-
-    def __init__(self, store: S3Store, key: str, what: str, etag: str, size: int, sha256: str | None) -> None:
-        super().__init__(what, etag, size, sha256)
-        self.store, self.key = store, key
-        self._spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
-
-    def _write(self, data: bytes | memoryview) -> None:
-        self._spool.write(data)
-
-    def _commit(self) -> None:
-        try:
-            self._spool.seek(0)
-            self.store._call(
-                "PutObject", self.key, self.store.client.put_object, Key=self.key, Body=self._spool,
-                ContentLength=self.size,
-            )
-        finally:
-            self._spool.close()
-
-    def _abort(self) -> None:
-        self._spool.close()
-
-
-class _MultipartWriter(BlobWriter):
-    """Upload parts while hashing; complete the upload only after size and hashes matched.
-
-    An uncompleted multipart upload is invisible under its key, so a failed or wrong blob
-    never appears under `blobs/<etag>`; `_abort` also frees its parts.
-    """
-
-    def __init__(
-        self, store: S3Store, key: str, part_size: int, what: str, etag: str, size: int, sha256: str | None
-    ) -> None:
-        super().__init__(what, etag, size, sha256)
-        self.store, self.key, self.part_size = store, key, part_size
-        resp = store._call("CreateMultipartUpload", key, store.client.create_multipart_upload, Key=key)
-        self.upload_id: str = resp["UploadId"]
-        self._buf = bytearray()
-        self._pool = ThreadPoolExecutor(store.upload_concurrency, thread_name_prefix="hubpin-s3-part")
-        self._pending: list[Future[dict[str, Any]]] = []
-        self._parts: list[dict[str, Any]] = []
-
-    def _write(self, data: bytes | memoryview) -> None:
-        self._buf += data
-        while len(self._buf) >= self.part_size:
-            chunk = bytes(self._buf[: self.part_size])
-            del self._buf[: self.part_size]
-            self._send(chunk)
-
-    def _send(self, chunk: bytes) -> None:
-        number = len(self._parts) + len(self._pending) + 1
-        self._pending.append(self._pool.submit(self._upload_part, number, chunk))
-        while len(self._pending) >= self.store.upload_concurrency:  # bounded memory: wait for the oldest
-            self._parts.append(self._pending.pop(0).result())
-
-    def _upload_part(self, number: int, chunk: bytes) -> dict[str, Any]:
-        s = self.store
-        resp = s._call(
-            "UploadPart", self.key, s.client.upload_part, Key=self.key, UploadId=self.upload_id,
-            PartNumber=number, Body=chunk,
-        )
-        return {"PartNumber": number, "ETag": resp["ETag"]}
-
-    def _commit(self) -> None:
-        try:
-            if self._buf or not (self._parts or self._pending):
-                self._send(bytes(self._buf))
-                self._buf = bytearray()
-            self._parts.extend(f.result() for f in self._pending)
-            self._pending = []
-            s = self.store
-            s._call(
-                "CompleteMultipartUpload", self.key, s.client.complete_multipart_upload, Key=self.key,
-                UploadId=self.upload_id, MultipartUpload={"Parts": self._parts},
-            )
-        except BaseException:
-            self._abort()
-            raise
-        finally:
-            self._pool.shutdown(wait=True)
-
-    def _abort(self) -> None:
-        for f in self._pending:
-            f.cancel()
-        self._pool.shutdown(wait=True)
-        self._pending = []
-        self._buf = bytearray()
-        try:
-            self.store.client.abort_multipart_upload(Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id)
-        except Exception as e:
-            if not _is_boto_error(e):
-                raise
-            # the upload stays invisible; a bucket lifecycle rule (AbortIncompleteMultipartUpload) reaps it
-
-
 def _tree_json(commit: Commit) -> bytes:
     """`trees/<sha>.json` in huggingface_hub's format (the same bytes LocalStore writes)."""
     files: dict[str, dict[str, object]] = {}
@@ -482,12 +383,6 @@ def _tree_json(commit: Commit) -> bytes:
             meta.update(lfs_sha256=f.etag, lfs_size=f.size)
         files[f.path] = meta
     return _dump_json({"format_version": 1, "files": files})
-
-
-def _is_boto_error(e: BaseException) -> bool:
-    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
-
-    return isinstance(e, BotoCoreError | ClientError)
 
 
 def _make_client(endpoint_url: str | None) -> Any:
