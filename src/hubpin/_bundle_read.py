@@ -35,7 +35,7 @@ from .errors import BadInput, BundleError
 from .hashing import CHUNK
 from .signing import Signature, verify
 
-__all__ = ["BlobDigest", "BundleReader", "read_head"]
+__all__ = ["BlobDigest", "BundleReader"]
 
 BUF = 4 * CHUNK
 _TAIL = BLOCK + SIG_SIZE + 2 * BLOCK  # signature header + signature data + two zero blocks
@@ -235,8 +235,3 @@ class BundleReader:
             raise BundleError(f"bundle {self.path}: changed while being read (signature differs)")
         return sig
 
-
-def read_head(path: str | os.PathLike[str]) -> tuple[Manifest, Signature | None, int]:
-    """Manifest, signature (read from the end, verified) and file size; no blob is read."""
-    with BundleReader(path) as r:
-        return r.manifest, r.tail_signature, os.fstat(r._f.fileno()).st_size

@@ -35,6 +35,7 @@ from .objects import Commit, RepoKey
 from .paths import is_commit_sha
 from .signing import KeyPair, Signature, fingerprint, generate_keypair, load_public_key
 from .store import LocalStore, Store, open_store
+from .store.hfcache import snapshot_link_target
 
 __all__ = [
     "BundleInfo",
@@ -358,11 +359,18 @@ def _destinations(entries: list[LockedRepo]) -> list[tuple[RepoKey, str, str, in
 
 
 def _commit_local(store: LocalStore, staging: Path, entries: list[LockedRepo], report: ImportReport) -> None:
-    dests = _destinations(entries)
-    # every copy a shared blob needs is made inside staging first: after this, only renames remain
+    checked: set[Path] = set()
+
+    def check(folder: Path) -> None:
+        if folder not in checked:
+            store._check_no_symlinks(folder)  # never write through a planted link
+            checked.add(folder)
+
+    # every copy a shared blob needs, and every new snapshot folder, is made inside staging
+    # first: after this only renames remain
     uses: dict[str, int] = {}
     staged: list[tuple[Path, Path]] = []
-    for repo, etag, sha, size in dests:
+    for repo, etag, sha, size in _destinations(entries):
         n = uses.get(sha, 0)
         uses[sha] = n + 1
         src = staging / sha
@@ -374,19 +382,45 @@ def _commit_local(store: LocalStore, staging: Path, entries: list[LockedRepo], r
                 shutil.copyfile(src, extra)
             src = extra
         final = store.blob_path(repo, etag)
-        store._check_no_symlinks(final.parent)  # never write through a planted link
+        check(final.parent)
         staged.append((src, final))
         report.blobs += 1
         report.bytes += size
+    snapshots = _prebuild_snapshots(store, staging, entries)
     for src, final in staged:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, final)  # a verified copy replaces whatever was cached under that name
+    for tmp, final in snapshots:
+        check(final.parent)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # one appeared meanwhile: link_snapshot merges below
+            os.rename(tmp, final)
     for r in entries:
         commit = Commit(sha=r.commit, files=r.files, complete=r.complete)
         if r.complete:
-            store.put_commit(r.repo, commit)
+            store.put_commit(r.repo, commit)  # links (already right), trees/, the sha256 record
         else:
             store.link_snapshot(r.repo, commit)  # a partial commit gets no trees/ entry and no record
+
+
+def _prebuild_snapshots(store: LocalStore, staging: Path, entries: list[LockedRepo]) -> list[tuple[Path, Path]]:
+    """New `snapshots/<sha>/` folders, built in staging (one rename each instead of one per file)."""
+    moves = []
+    for i, r in enumerate(entries):
+        final = store.snapshot_dir(r.repo, r.commit)
+        if final.exists() or final.is_symlink():
+            continue  # an existing snapshot is merged file by file by link_snapshot
+        tmp = staging / f"snapshot-{i}"
+        tmp.mkdir()
+        made: set[Path] = {tmp}
+        for f in r.files:
+            link = tmp / f.path
+            if link.parent not in made:
+                link.parent.mkdir(parents=True, exist_ok=True)
+                made.add(link.parent)
+            os.symlink(snapshot_link_target(f.path, f.etag), link)  # relative: valid once moved
+        moves.append((tmp, final))
+    return moves
 
 
 def _commit_store(store: Store, staging: Path, entries: list[LockedRepo], report: ImportReport) -> None:
