@@ -92,6 +92,14 @@ class S3Server:
         return [u["Key"] for u in resp.get("Uploads", [])]
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL the server if the test process dies without its teardown (no orphan weed)."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is not None:
         return
@@ -133,7 +141,8 @@ def s3_server() -> Iterator[S3Server]:
     log = open(work / "weed.log", "wb")  # noqa: SIM115
     # TMPDIR keeps its gRPC sockets inside `work`; cwd keeps any config lookup there
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=work,
-                            env={**os.environ, "TMPDIR": str(work)}, start_new_session=True)  # fmt: skip
+                            env={**os.environ, "TMPDIR": str(work)}, start_new_session=True,
+                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)  # fmt: skip
     endpoint = f"http://127.0.0.1:{ports['s3']}"
     try:
         client = make_client(endpoint)
