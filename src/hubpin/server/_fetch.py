@@ -9,11 +9,12 @@ client's own size check fails too, and nothing reaches the store.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 from ..errors import HubpinError
@@ -30,7 +31,7 @@ class FetchFailed(Exception):
 
 
 class BlobFetch:
-    """One in-progress download of `entry`'s blob; readers call `iter_range`."""
+    """One in-progress download of `entry`'s blob; readers call `aiter_range` (or `iter_range`)."""
 
     def __init__(self, repo: RepoKey, entry: FileEntry, spool_dir: Path) -> None:
         self.repo = repo
@@ -43,6 +44,15 @@ class BlobFetch:
         self.done = False  # verified and published
         self.error: str | None = None
         self.store: Store | None = None
+        # async readers wait on an asyncio.Event of their own loop, so none holds a thread
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+
+    def _notify(self) -> None:
+        """Wake every reader (call with `self.cond` held)."""
+        self.cond.notify_all()
+        for loop, event in list(self._waiters):
+            with contextlib.suppress(RuntimeError):  # a loop that has closed
+                loop.call_soon_threadsafe(event.set)
 
     # -- leader side ----------------------------------------------------------------------
     def run(
@@ -66,16 +76,16 @@ class BlobFetch:
                     os.write(self._fd, chunk)
                     with self.cond:
                         self.written += len(chunk)
-                        self.cond.notify_all()
+                        self._notify()
             on_published()
             with self.cond:
                 self.done = True
-                self.cond.notify_all()
+                self._notify()
             return None
         except BaseException as e:
             with self.cond:
                 self.error = str(e) if isinstance(e, HubpinError) else f"{type(e).__name__}: {e}"
-                self.cond.notify_all()
+                self._notify()
             if not isinstance(e, Exception):
                 raise
             return e
@@ -86,6 +96,51 @@ class BlobFetch:
                 self.spool.unlink()  # open readers keep their own descriptor
 
     # -- reader side ----------------------------------------------------------------------
+    def _limit(self) -> int:
+        """Bytes readers may have now (call with `self.cond` held); raises FetchFailed on failure."""
+        if self.error is not None:
+            raise FetchFailed(self.error)
+        # unverified: everything but the last byte
+        return self.entry.size if self.done else min(self.written, self.entry.size - 1)
+
+    async def aiter_range(self, start: int, end: int, wait: float = 60.0) -> AsyncIterator[bytes]:
+        """Like `iter_range`, on the event loop: waiting for bytes holds no worker thread."""
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        with self.cond:
+            self._waiters.add(waiter)
+        try:
+            try:
+                fd = os.open(self.spool, os.O_RDONLY)
+            except FileNotFoundError:  # finished between join() and here
+                if not self.done:
+                    raise FetchFailed(self.error or "upstream fetch ended") from None
+                assert self.store is not None
+                for chunk in self.store.read_blob(self.repo, self.entry.etag, start, end):
+                    yield chunk
+                return
+            try:
+                pos = start
+                while pos < end:
+                    waiter[1].clear()  # before looking: a later notify sets it again
+                    with self.cond:
+                        limit = self._limit()
+                    if limit <= pos:
+                        try:
+                            await asyncio.wait_for(waiter[1].wait(), wait)
+                        except TimeoutError:
+                            raise FetchFailed(f"no upstream bytes for {wait:.0f} s") from None
+                        continue
+                    data = os.pread(fd, min(min(limit, end) - pos, CHUNK), pos)
+                    if not data:
+                        raise FetchFailed("spool file shorter than announced")
+                    pos += len(data)
+                    yield data
+            finally:
+                os.close(fd)
+        finally:
+            with self.cond:
+                self._waiters.discard(waiter)
+
     def iter_range(self, start: int, end: int, wait: float = 60.0) -> Iterator[bytes]:
         """Yield bytes [start, end) as they arrive; raise FetchFailed if the fetch fails."""
         size = self.entry.size

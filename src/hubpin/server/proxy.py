@@ -26,7 +26,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -367,9 +367,10 @@ class MirrorSource(Source):
                                  media_type="application/octet-stream")
 
     @staticmethod
-    def _relay(fetch: BlobFetch, start: int, end: int) -> Iterator[bytes]:
+    async def _relay(fetch: BlobFetch, start: int, end: int) -> AsyncIterator[bytes]:
         try:
-            yield from fetch.iter_range(start, end)
+            async for chunk in fetch.aiter_range(start, end):
+                yield chunk
         except FetchFailed as e:
             # raising mid-body makes the server drop the connection: the client sees a short body
             log.warning("cutting %s/%s short: %s", fetch.repo, fetch.entry.path, e)
