@@ -112,7 +112,7 @@ def make_store(work: Path, size: int) -> Path:
             block = os.urandom(1 << 20)
             for _ in range(size >> 20):
                 f.write(block)
-    store = work / "store"
+    store = work / f"store-{size >> 20}mib"  # one store per size: a rerun with another size never mixes them
     if not (store / "models--bench--big").exists():
         exe = shutil.which("hubpin", path=str(Path(sys.executable).parent)) or "hubpin"
         subprocess.run([exe, "publish", str(src), REPO, "--store", str(store)], check=True, capture_output=True)
