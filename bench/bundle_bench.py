@@ -95,21 +95,32 @@ def main() -> None:
         def rec(name: str, seconds: float) -> None:
             results.setdefault(name, []).append(seconds)
 
+        b, t = work / "out.hubpin", work / "out.tar"
         for run in range(args.runs):
-            b, t = work / "out.hubpin", work / "out.tar"
-            rec("export (hubpin bundle)", timed(lambda b=b: export_bundle(b, store, entries)))
-            b.unlink()
-            rec("export signed (hubpin)", timed(lambda b=b: export_bundle(b, store, entries, sign_key=key)))
-            rec("tar cf", timed(lambda t=t: subprocess.run([tar_bin, "cf", str(t), "-C", str(src), "."], check=True)))
-            for fsync in (True, False):
-                dest = work / f"cache-{run}-{fsync}"
-                label = "import (hubpin, fsync)" if fsync else "import (hubpin, no fsync)"
-                rec(label, timed(lambda b=b, d=dest, f=fsync: import_bundle(b, LocalStore(d, fsync=f))))
-                shutil.rmtree(dest)
-            x = work / f"x-{run}"
-            x.mkdir()
-            rec("tar xf", timed(lambda t=t, x=x: subprocess.run([tar_bin, "xf", str(t), "-C", str(x)], check=True)))
-            shutil.rmtree(x)
+            # page cache flushed before every timed step; the order alternates between runs
+            exports = [
+                ("export (hubpin bundle)", lambda: (export_bundle(b, store, entries), b.unlink())),
+                ("export signed (hubpin)", lambda: (export_bundle(b, store, entries, sign_key=key), b.unlink())),
+                ("tar cf", lambda: (subprocess.run([tar_bin, "cf", str(t), "-C", str(src), "."], check=True),
+                                        t.unlink())),
+            ]
+            for name, step in exports if run % 2 == 0 else exports[::-1]:
+                os.sync()
+                rec(name, timed(step))  # (the unlink is inside: cheap next to writing GiBs, same for both)
+            os.sync()
+            export_bundle(b, store, entries)
+            subprocess.run([tar_bin, "cf", str(t), "-C", str(src), "."], check=True)
+            imports = [
+                ("import (hubpin, fsync)", lambda d=work / "c1": import_bundle(b, LocalStore(d, fsync=True))),
+                ("import (hubpin, no fsync)", lambda d=work / "c2": import_bundle(b, LocalStore(d, fsync=False))),
+                ("tar xf", lambda x=work / "x": (x.mkdir(), subprocess.run([tar_bin, "xf", str(t), "-C", str(x)],
+                                                                          check=True))),
+            ]
+            for name, step in imports if run % 2 == 0 else imports[::-1]:
+                os.sync()
+                rec(name, timed(step))
+            for d in ("c1", "c2", "x"):
+                shutil.rmtree(work / d)
             b.unlink()
             t.unlink()
         print(f"load after: {os.getloadavg()}")

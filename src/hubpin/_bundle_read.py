@@ -12,9 +12,10 @@ import io
 import os
 import stat
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ._bundle_format import (
     BLOCK,
@@ -35,10 +36,37 @@ from .errors import BadInput, BundleError
 from .hashing import CHUNK
 from .signing import Signature, verify
 
-__all__ = ["BlobDigest", "BundleReader"]
+__all__ = ["BlobDigest", "BundleReader", "hash_and_write"]
 
 BUF = 4 * CHUNK
 _TAIL = BLOCK + SIG_SIZE + 2 * BLOCK  # signature header + signature data + two zero blocks
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def hash_and_write(hashes: list[Any], chunk: memoryview, write: Callable[[memoryview], object] | None) -> None:
+    """Feed `chunk` to `hashes` and to `write`, hashing on a helper thread while the caller
+    writes: hashlib and file writes both release the GIL, so the two overlap on two cores."""
+    global _POOL
+    if write is None or len(chunk) < (1 << 18):
+        for h in hashes:
+            h.update(chunk)
+        if write is not None:
+            write(chunk)
+        return
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(1, thread_name_prefix="hubpin-hash")
+    future = _POOL.submit(_update_all, hashes, chunk)
+    try:
+        write(chunk)
+    finally:
+        future.result()  # the buffer is reused by the next read only after hashing is done
+
+
+def _update_all(hashes: list[Any], chunk: memoryview) -> None:
+    for h in hashes:
+        h.update(chunk)
 
 
 @dataclass(frozen=True)
@@ -188,6 +216,7 @@ class BundleReader:
     def _stream(self, blob: BlobRef, write: Callable[[memoryview], object] | None, sha1: bool) -> BlobDigest:
         h256 = hashlib.sha256()
         h1 = hashlib.sha1(b"blob %d\0" % blob.size) if sha1 else None
+        hashes = [h256] if h1 is None else [h256, h1]
         mv = memoryview(self._buf)
         remaining = blob.size
         while remaining:
@@ -196,12 +225,7 @@ class BundleReader:
                 raise BundleError(f"bundle {self.path}: truncated in {blob_member(blob.sha256)} at byte "
                                   f"{self.offset} (expected {remaining} more bytes)",
                                   hint="the copy is incomplete; copy the bundle again")
-            chunk = mv[:n]
-            h256.update(chunk)
-            if h1 is not None:
-                h1.update(chunk)
-            if write is not None:
-                write(chunk)
+            hash_and_write(hashes, mv[:n], write)
             remaining -= n
             self.offset += n
         actual = h256.hexdigest()

@@ -24,6 +24,7 @@ from ._bundle_format import (
     member_header,
     padding,
 )
+from ._bundle_read import hash_and_write
 from ._fsutil import TMP_SUFFIX, fsync_dir, open_new
 from .errors import BadInput, HashMismatchError, NotFoundError, NotSyncedError
 from .hashing import CHUNK
@@ -133,15 +134,13 @@ def _copy_verified(src: Source, out: BinaryIO, sources: list[Source]) -> None:
     need_sha1 = any(not s.entry.lfs for s in sources)
     h256 = hashlib.sha256()
     h1 = hashlib.sha1(b"blob %d\0" % e.size) if need_sha1 else None
+    hashes = [h256] if h1 is None else [h256, h1]
     size = 0
     for chunk in src.chunks():
         size += len(chunk)
         if size > e.size:
             break
-        h256.update(chunk)
-        if h1 is not None:
-            h1.update(chunk)
-        out.write(chunk)
+        hash_and_write(hashes, memoryview(chunk), out.write)
     what = f"{src.repo}@{src.commit}: {e.path} in {src.store.location}"
     hint = "the cached copy is damaged; delete it and run `hubpin sync` again"
     if size != e.size:
