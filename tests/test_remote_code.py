@@ -117,3 +117,11 @@ def test_cross_repo_code_is_locked_at_a_pinned_commit_and_sync_keeps_it(
     code_dir = cache / RepoKey("model", code).folder
     assert (code_dir / "refs" / "main").read_text() == code_sha
     assert (code_dir / "snapshots" / code_sha / "modeling_x.py").read_text() == "VERSION = 1\n"
+
+    # doctor: both entries ready offline; a lock that lost the code entry is explained
+    from hubpin.doctor import diagnose
+
+    assert [r.ready for r in diagnose(lock, cache_dir=cache).repos] == [True, True]
+    (broken,) = diagnose(lock.without(RepoKey("model", code)), cache_dir=cache).repos
+    assert not broken.ready
+    assert any(f"auto_map points into {code}, which is not in the lock" in i.problem for i in broken.issues)

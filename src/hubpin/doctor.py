@@ -22,7 +22,7 @@ import importlib.util
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -287,8 +287,14 @@ def modules_cache_issue() -> Issue | None:
     return None
 
 
-def diagnose_repo(entry: LockedRepo, cache_dir: Path, have: Callable[[str], bool] = have_module) -> RepoDiagnosis:
-    """Every reason `entry` might not load offline from `cache_dir`."""
+def diagnose_repo(
+    entry: LockedRepo,
+    cache_dir: Path,
+    have: Callable[[str], bool] = have_module,
+    locked: Collection[str] | None = None,
+) -> RepoDiagnosis:
+    """Every reason `entry` might not load offline from `cache_dir`. `locked`: the ids of every
+    repo in the lock, to check that code an `auto_map` points into is pinned too."""
     repo_dir = cache_dir / entry.repo.folder
     issues: list[Issue] = []
     if not repo_dir.is_dir():
@@ -301,7 +307,14 @@ def diagnose_repo(entry: LockedRepo, cache_dir: Path, have: Callable[[str], bool
     issues += package_issues(local, have)
     if entry.repo.type == "model":
         issues += weights_issues(f.path for f in entry.files)
-    has_code = any(p.endswith(".py") for p in local) or any(auto_map_refs(local.items())) or entry.required_by
+    refs = auto_map_refs(local.items())
+    if locked is not None:
+        for other in sorted({r.repo_id for r in refs if r.repo_id and r.repo_id not in locked}):
+            issues.append(Issue("remote-code", f"auto_map points into {other}, which is not in the lock: offline "
+                                f"trust_remote_code loads cannot fetch its code",
+                                f"set allow-remote-code = true for {entry.repo.id} and run "
+                                f"`hubpin lock --upgrade {entry.repo.id}`"))
+    has_code = any(p.endswith(".py") for p in local) or bool(refs) or bool(entry.required_by)
     if has_code:
         issue = modules_cache_issue()
         if issue is not None:
@@ -326,4 +339,4 @@ def diagnose(
         if not entries:
             raise NotFoundError(f"{repo} is not in the lock", hint="see `hubpin licenses` for the locked repos")
     return DoctorReport(str(cache), tuple(env_issues(cache)),
-                        tuple(diagnose_repo(e, cache, have) for e in entries))
+                        tuple(diagnose_repo(e, cache, have, {r.repo.id for r in lock.repos}) for e in entries))
