@@ -15,7 +15,10 @@ from ._app import emit_json, main, store_option
 
 def _source_store(cache_dir: Path | None, store_spec: str | None) -> Store:
     if cache_dir is not None and store_spec is not None:
-        raise BadInput("--cache-dir and --store both given (expected one)")
+        source = click.get_current_context().get_parameter_source("store_spec")
+        if source != click.core.ParameterSource.ENVIRONMENT:  # an explicit --cache-dir beats $HUBPIN_STORE
+            raise BadInput("--cache-dir and --store both given (expected one)")
+        store_spec = None
     return open_store(cache_dir if cache_dir is not None else store_spec)
 
 
