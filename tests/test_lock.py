@@ -104,7 +104,9 @@ def test_upgrade_flow(hub, client: HubClient, tmp_path: Path) -> None:  # noqa: 
     kept = lock_project(p, HubClient("http://127.0.0.1:9", token=False, max_retries=0))
     assert kept == read_lock(p.lock_path)
     assert stale_reasons(p, client) == []  # moved on the remote, but the lock matches the config
-    only_a = lock_project(p, client, upgrade={a})
+    lines: list[str] = []
+    only_a = lock_project(p, client, upgrade={a}, progress=lines.append)
+    assert lines == [f"locking {a}@main ..."]  # kept pins are not announced
     assert (only_a.find(a).commit, only_a.find(b).commit) == (a2, b1)  # type: ignore[union-attr]
     assert [f.path for f in only_a.find(a).files] == ["x.txt", "y.txt"]  # type: ignore[union-attr]
     everything = lock_project(p, client, upgrade=True)

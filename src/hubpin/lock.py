@@ -214,9 +214,10 @@ def lock_project(
     hooks: Iterable[LockHook] | None = None,
     previous: Lockfile | None = None,
     jobs: int = 8,
+    progress: Callable[[str], None] | None = None,
 ) -> Lockfile:
     """Lock every declared repo (see the module doc). Writes nothing: pass the result to
-    `hubpin.lockfile.write_lock`.
+    `hubpin.lockfile.write_lock`. `progress`, if given, gets one line per repo being locked.
 
     `upgrade`: True re-resolves every repo; a set of repo ids (or `datasets/org/name`)
     re-resolves only those. `previous` defaults to the project's `hubpin.lock`.
@@ -239,6 +240,8 @@ def lock_project(
             keep: dict[str, Path] | None = {} if hooks else None
             keep_dir = Path(tmp) / str(n)
             keep_dir.mkdir()
+            if progress is not None and (upgrading or old is None or old.revision != decl.revision or decl.filtered):
+                progress(f"locking {decl.repo}@{decl.revision} ...")
             entry, tree = (None, None) if upgrading else _reuse(client, decl, old, jobs, keep, keep_dir)
             if entry is None:
                 entry, tree = lock_repo(client, decl, known=old, jobs=jobs, keep=keep, keep_dir=keep_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,6 +51,11 @@ def _client(endpoint: str | None, project: Any) -> HubClient:
     return HubClient(resolve_endpoint(endpoint, project))
 
 
+def _progress() -> Callable[[str], None] | None:
+    """Progress lines on stderr, only for a person watching (a TTY)."""
+    return (lambda line: click.echo(line, err=True)) if sys.stderr.isatty() else None
+
+
 def _report(lines: list[str], lock_path: Path, written: bool) -> None:
     for line in lines:
         click.echo(line)
@@ -96,7 +102,7 @@ def add_cmd(spec: str, dataset: bool, include: tuple[str, ...], exclude: tuple[s
     new_project = project.with_repo(decl)
     previous = project.read_lock()
     with _client(endpoint, project) as client:
-        lock = lock_project(new_project, client, previous=previous)
+        lock = lock_project(new_project, client, previous=previous, progress=_progress())
     add_repo(project, decl)  # only after the lock succeeded
     written = write_lock(lock, project.lock_path)
     if old is None:
@@ -145,7 +151,7 @@ def lock_cmd(upgrade: tuple[str, ...], check: bool, config_path: Path | None, en
         names = set(upgrade)
         selected: bool | set[str] = True if "*" in names else (names or False)
         previous = project.read_lock()
-        lock = lock_project(project, client, upgrade=selected, previous=previous)
+        lock = lock_project(project, client, upgrade=selected, previous=previous, progress=_progress())
     written = write_lock(lock, project.lock_path)
     _report(describe_changes(previous, lock), project.lock_path, written)
 
