@@ -150,6 +150,9 @@ def test_resolve_endpoint_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert resolve_endpoint(None, None) == "https://huggingface.co"
     with pytest.raises(ConfigError):
         resolve_endpoint("mirror.internal", None)
+    with pytest.raises(ConfigError) as e:
+        resolve_endpoint("https://user:s3cret@mirror.internal", None)
+    assert "s3cret" not in e.value.message and "HF_TOKEN" in (e.value.hint or "")
 
 
 def test_init_writes_a_valid_config_and_refuses_to_overwrite(tmp_path: Path) -> None:

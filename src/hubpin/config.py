@@ -303,6 +303,9 @@ def resolve_endpoint(endpoint: str | None = None, project: Project | None = None
         if value:
             if not value.startswith(("http://", "https://")):
                 raise ConfigError(f"endpoint {value!r}: expected an http:// or https:// URL")
+            if "@" in value.split("/")[2]:
+                # it would end up in messages and logs; tokens travel in HF_TOKEN instead
+                raise ConfigError("endpoint: credentials in the URL are not allowed", hint="set HF_TOKEN instead")
             return value.rstrip("/")
     return DEFAULT_ENDPOINT
 

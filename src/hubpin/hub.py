@@ -28,7 +28,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from . import _env
-from .errors import HashMismatchError, NotFoundError, RemoteError, UnsafePathError
+from .errors import ConfigError, HashMismatchError, NotFoundError, RemoteError, UnsafePathError
 from .hashing import Digest, Hasher
 from .objects import RepoKey
 from .paths import is_commit_sha, safe_relpath, validate_revision
@@ -120,7 +120,7 @@ class HubClient:
         the one huggingface_hub would use (`HF_TOKEN`, the token file); `False` sends none."""
         self.endpoint = (endpoint or _env.default_endpoint() or _env.DEFAULT_ENDPOINT).rstrip("/")
         if not self.endpoint.startswith(("http://", "https://")):
-            raise RemoteError(f"endpoint {self.endpoint!r}: expected an http:// or https:// URL")
+            raise ConfigError(f"endpoint {self.endpoint!r}: expected an http:// or https:// URL")
         if token is None:
             token = _env.hf_token()
         self.max_retries = max_retries
