@@ -288,6 +288,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "all identical to the source folders" in out
     assert "the locked commit loaded" in out  # offline load ignored the newer main
     assert "sha256 expected" in out and "(exit 1; the byte is restored)" in out  # verify caught the flip
+    assert "airgap-cache match the lock" in out  # the signed bundle was carried and verified
     assert out.rstrip().splitlines()[-2].startswith("ok: ")
     assert proc.stderr.strip() == ""
     lock = (workdir / "app" / "hubpin.lock").read_text("utf-8")

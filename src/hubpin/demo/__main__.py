@@ -15,7 +15,9 @@ hubpin's main job end to end on this machine, with no internet:
 8. stop the mirror;
 9. load offline by name (`HF_HUB_OFFLINE=1`, only `HF_HUB_CACHE` set, no `revision=`): the
    locked commit loads, not the newer `main`;
-10. `hubpin verify` the cache; flip one byte of the weights and watch verify fail (exit 1).
+10. `hubpin verify` the cache; flip one byte of the weights and watch verify fail (exit 1);
+11. air gap: `hubpin keygen`, `hubpin export --sign` a bundle, `hubpin sync --from BUNDLE --trust`
+    into another empty cache with the mirror down, `hubpin verify` it.
 
 Each step is a small function taking the shared `Demo` state, so steps are easy to add.
 Any failure prints one `error: …` line (plus a `hint:` when there is a next step) and exits 1.
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m hubpin.demo",
         description="hubpin end to end with no internet: make tiny models, publish, serve on 127.0.0.1, "
-        "load through the mirror, lock, sync, load offline, verify. Exit 0 when every step worked.",
+        "load through the mirror, lock, sync, load offline, verify, carry a signed bundle. Exit 0 when every step worked.",
     )
     parser.add_argument(
         "--workdir",
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)
-    say(f"ok: published, served and loaded through hubpin in {time.monotonic() - t0:.0f} s")
+    say(f"ok: every step passed in {time.monotonic() - t0:.0f} s")
     if keep:
         say(f"    files kept in {workdir}")
     return 0

@@ -292,6 +292,48 @@ def step_verify(demo: Demo) -> None:
     say(f"        (exit {proc.returncode}; the byte is restored)")
 
 
+def step_air_gap(demo: Demo) -> None:
+    key = demo.workdir / "signing.key"
+    bundle = demo.workdir / "models.bundle"
+    target = demo.workdir / "airgap-cache"
+    hubpin(demo, "keygen", str(key))
+    say(f"      $ hubpin keygen {key.name}")
+    say(f"      $ hubpin export {bundle.name} --cache-dir {demo.deploy_cache.name} --sign {key.name}")
+    show(
+        hubpin(
+            demo,
+            "export",
+            str(bundle),
+            "--cache-dir",
+            str(demo.deploy_cache),
+            "--sign",
+            str(key),
+            cwd=demo.project,
+        ),
+        "        ",
+    )
+    say(
+        f"      one file, {human_size(bundle.stat().st_size)}; on the other side of the gap (the mirror is down):"
+    )
+    say(f"      $ hubpin sync --from {bundle.name} --trust {key.name}.pub --cache-dir {target.name}")
+    show(
+        hubpin(
+            demo,
+            "sync",
+            "--from",
+            str(bundle),
+            "--trust",
+            f"{key}.pub",
+            "--cache-dir",
+            str(target),
+            cwd=demo.project,
+        ),
+        "        ",
+    )
+    say(f"      $ hubpin verify --cache-dir {target.name}")
+    show(hubpin(demo, "verify", "--cache-dir", str(target), cwd=demo.project), "        ")
+
+
 Step = tuple[str, Callable[[Demo], None]]
 
 STEPS: list[Step] = [
@@ -305,4 +347,5 @@ STEPS: list[Step] = [
     ("stop the mirror", step_stop),
     ("load offline by name, as production does", step_offline_load),
     ("hubpin verify: every cached file by sha256", step_verify),
+    ("air gap: a signed bundle carries the locked repos into another cache", step_air_gap),
 ]
