@@ -232,3 +232,15 @@ def test_pyproject_that_cannot_be_edited_safely_is_left_alone(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="cannot edit \\[tool.hubpin\\] safely"):
         add_repo(p, RepoDecl(RepoKey("model", "org/b")))
     assert path.read_text() == original
+
+
+def test_removing_the_last_repo_keeps_tool_hubpin(tmp_path: Path) -> None:
+    path = tmp_path / "pyproject.toml"
+    path.write_text('[project]\nname = "x"\n\n[tool.hubpin.models."a/b"]\nrevision = "main"\n\n[tool.ruff]\nx = 1\n')
+    remove_repo(find_project(tmp_path), RepoKey("model", "a/b"))
+    assert path.read_text() == '[project]\nname = "x"\n\n[tool.hubpin]\n\n[tool.ruff]\nx = 1\n'
+    p = find_project(tmp_path)  # still the project's config
+    assert p.config_path == path and p.repos == ()
+    add_repo(p, RepoDecl(RepoKey("model", "c/d")))
+    assert [d.repo.id for d in find_project(tmp_path).repos] == ["c/d"]
+    assert tomllib.loads(path.read_text())["tool"]["ruff"] == {"x": 1}

@@ -87,14 +87,45 @@ def _spans(lines: list[str], prefix: tuple[str, ...]) -> list[tuple[int, int]]:
 
 
 def replace_table(
-    text: str, prefix: tuple[str, ...], value: dict[str, Any] | None, *, near: tuple[tuple[str, ...], ...] = ()
+    text: str,
+    prefix: tuple[str, ...],
+    value: dict[str, Any] | None,
+    *,
+    near: tuple[tuple[str, ...], ...] = (),
+    keep: tuple[str, ...] | None = None,
 ) -> str | None:
     """Return `text` with the table at `prefix` replaced by `value` (removed when None).
 
     A new table goes after the last table under the first of `near` that exists (so a repo
-    lands beside its siblings inside `[tool.hubpin]`), else at the end. Only header-delimited
-    tables are handled; `None` means the edit could not be made safely.
+    lands beside its siblings inside `[tool.hubpin]`), else at the end. `keep` names a parent
+    table that must survive a removal (an empty `[tool.hubpin]` still marks the project).
+    Only header-delimited tables are handled; `None` means the edit could not be made safely.
     """
+    result = _replace(text, prefix, value, near)
+    if result is None or keep is None or value is not None:
+        return result
+    try:
+        if _get(tomllib.loads(result), keep) is not None:
+            return result
+    except tomllib.TOMLDecodeError:
+        return None
+    # the removal emptied `keep`: leave its bare header where the removed table was
+    marked = _replace(text, prefix, {}, near, placeholder=tomli_w.dumps(_nest(keep, {})))
+    if marked is None:
+        return None
+    after = tomllib.loads(marked)
+    if _get(after, keep) != {} or _without(tomllib.loads(text), prefix) != _without(after, keep):
+        return None
+    return marked
+
+
+def _replace(
+    text: str,
+    prefix: tuple[str, ...],
+    value: dict[str, Any] | None,
+    near: tuple[tuple[str, ...], ...],
+    placeholder: str | None = None,
+) -> str | None:
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
@@ -107,7 +138,7 @@ def replace_table(
                 spans = [(end, end)]  # an empty span: pure insertion
                 break
 
-    rendered = ""
+    rendered = placeholder or ""
     if value:
         rendered = tomli_w.dumps(_nest(prefix, value))
         header = tomli_w.dumps(_nest(prefix, {}))  # e.g. '[tool.hubpin]\n'
@@ -134,7 +165,7 @@ def replace_table(
             head += "\n"
         out = [head, rendered]
     new_text = "".join(out)
-    if value is None and new_text.strip():
+    if not value and new_text.strip():
         new_text = new_text.rstrip() + "\n"  # no run of blank lines where a last table was
 
     # the check that makes this safe: nothing else changed, and the table is exactly `value`
@@ -143,6 +174,8 @@ def replace_table(
         after = tomllib.loads(new_text)
     except tomllib.TOMLDecodeError:
         return None
+    if placeholder is not None:
+        return new_text  # the caller checks this variant
     if _without(before, prefix) != _without(after, prefix):
         return None
     if (_get(after, prefix) or None) != (value or None):

@@ -375,7 +375,8 @@ def write_project(old: Project, new: Project) -> None:
             break
         section = (*base, _section_of(repo))
         near = (section, base) if base else (section,)
-        result = replace_table(result, (*section, repo.id), decl.to_table() if decl else None, near=near)
+        result = replace_table(result, (*section, repo.id), decl.to_table() if decl else None, near=near,
+                               keep=base or None)
     if result is None:
         if old.in_pyproject:
             raise ConfigError(
