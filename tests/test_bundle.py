@@ -524,3 +524,21 @@ def test_export_from_a_cache_huggingface_hub_filled_partially(hub, world: World,
     snap = store.snapshot_dir(RepoKey("model", repo_id), sha)
     assert (snap / "sub" / "notes.txt").read_text() == "shared text\n"
     assert not (store.repo_dir(RepoKey("model", repo_id)) / "trees").exists()  # never a partial tree cache
+
+
+def test_space_preflight_refuses_before_writing(world: World, tmp_path: Path, target: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import collections
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(bundle_mod.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 4096, 4096))
+
+    def no_write(*a: object, **k: object) -> None:
+        raise AssertionError("staging written despite the space preflight")
+
+    monkeypatch.setattr(bundle_mod._StagingFile, "__init__", no_write)
+    before = tree_state(target)
+    needed = bundle_info(world.bundle).manifest.total_size
+    with pytest.raises(HubpinError, match=f"needed {needed} bytes, free 4096"):
+        import_bundle(world.bundle, target)
+    assert tree_state(target) == before

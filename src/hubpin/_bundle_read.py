@@ -96,7 +96,9 @@ class BundleReader:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._f = _open(path)
-        self.seekable = stat.S_ISREG(os.fstat(self._f.fileno()).st_mode)
+        st = os.fstat(self._f.fileno())
+        self.seekable = stat.S_ISREG(st.st_mode)
+        self.size = st.st_size if self.seekable else None
         self.offset = 0
         self._buf = bytearray(BUF)
         self.manifest_bytes = self._read_manifest()

@@ -280,7 +280,9 @@ def _install(reader: BundleReader, entries: list[LockedRepo], target: Store, for
         space_root = staging
     try:
         free = shutil.disk_usage(_existing_parent(space_root)).free
-        if 0 < free < needed_bytes:  # advisory: some filesystems report 0 free
+        # advisory: some filesystems report 0 free; and a bundle smaller than what its manifest
+        # claims is truncated or hostile, which the stream reports precisely
+        if 0 < free < needed_bytes and (reader.size is None or needed_bytes <= reader.size):
             raise _no_space(target.location, needed_bytes, space_root)
         digests, sig = _stream_to_staging(reader, staging, wanted, need_sha1, fsync, target.location,
                                           needed_bytes, space_root)
