@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
 import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hubpin.config import (
     RepoDecl,
@@ -244,3 +247,51 @@ def test_removing_the_last_repo_keeps_tool_hubpin(tmp_path: Path) -> None:
     add_repo(p, RepoDecl(RepoKey("model", "c/d")))
     assert [d.repo.id for d in find_project(tmp_path).repos] == ["c/d"]
     assert tomllib.loads(path.read_text())["tool"]["ruff"] == {"x": 1}
+
+
+_ids = st.sampled_from(["org/a", "org/b-1", "x/y.z", "gpt2", "o_o/n"])
+_ops = st.lists(
+    st.tuples(
+        st.booleans(),  # add (True) or remove
+        st.sampled_from(["model", "dataset"]),
+        _ids,
+        st.sampled_from(["main", "v1.0", "refs/pr/1", "0123456789abcdef0123456789abcdef01234567"]),
+        st.lists(st.sampled_from(["*.json", "sub/", "*.safetensors"]), max_size=2, unique=True),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=_ops, in_pyproject=st.booleans())
+def test_edits_in_any_order_keep_the_file_and_the_model_in_step(ops: list, in_pyproject: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        other = '[project]\nname = "app"  # mine\n\n[tool.ruff]\nline-length = 99\n'
+        if in_pyproject:
+            path = root / "pyproject.toml"
+            path.write_text(other + '\n[tool.hubpin.settings]\nallow-pickle = false\n\n[tool.black]\nx = 1\n')
+        else:
+            path = root / "hubpin.toml"
+            path.write_text("# keep me\n[settings]\nallow-pickle = false\n")
+        expected: dict[RepoKey, RepoDecl] = {}
+        for add, rtype, rid, rev, include in ops:
+            key = RepoKey(rtype, rid)
+            p = find_project(root)
+            if add:
+                decl = RepoDecl(key, rev, tuple(include))
+                add_repo(p, decl)
+                expected[key] = decl
+            elif key in expected:
+                remove_repo(p, key)
+                del expected[key]
+            got = find_project(root)
+            assert got.config_path == path
+            assert {d.repo: d for d in got.repos} == expected
+            assert got.setting("allow-pickle") is False
+            doc = tomllib.loads(path.read_text())
+            if in_pyproject:
+                assert doc["project"] == {"name": "app"} and doc["tool"]["ruff"] == {"line-length": 99}
+                assert doc["tool"]["black"] == {"x": 1} and path.read_text().startswith(other)
+            else:
+                assert path.read_text().startswith("# keep me\n[settings]\nallow-pickle = false\n")
