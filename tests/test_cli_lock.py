@@ -80,6 +80,9 @@ def test_cli_flow_add_outdated_upgrade_remove(hub, tmp_path: Path) -> None:  # n
     r = run_cli("lock", "--check", cwd=proj)
     assert r.returncode == 1
     _one_error(r.stderr, "is stale", "declared but not locked")
+    r = run_cli("lock", "--check", "--json", cwd=proj)
+    assert r.returncode == 1 and json.loads(r.stdout)["stale"] is True
+    assert "declared but not locked" in json.loads(r.stdout)["reasons"][0]
     assert (proj / "hubpin.lock").read_bytes() == before
 
     r = run_cli("remove", b, "--dataset", cwd=proj)

@@ -131,9 +131,11 @@ def remove_cmd(repo_id: str, dataset: bool, config_path: Path | None) -> None:
 @click.option("--upgrade", "upgrade", is_flag=False, flag_value="*", default=None, multiple=True, metavar="[REPO]",
               help="Re-resolve revisions: all repos, or only REPO (repeatable). Without it, existing pins are kept.")
 @click.option("--check", is_flag=True, help="Exit 1 if hubpin.lock is stale against the config; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --check: print {lock, stale, reasons} as JSON.")
 @_config_option
 @_endpoint_option
-def lock_cmd(upgrade: tuple[str, ...], check: bool, config_path: Path | None, endpoint: str | None) -> None:
+def lock_cmd(upgrade: tuple[str, ...], check: bool, as_json: bool, config_path: Path | None,
+             endpoint: str | None) -> None:
     """Resolve every declared repo to a commit and hash every file into hubpin.lock.
 
     Existing pins are kept unless --upgrade is given (for all repos, or the named ones).
@@ -144,10 +146,15 @@ def lock_cmd(upgrade: tuple[str, ...], check: bool, config_path: Path | None, en
             if upgrade:
                 raise ConfigError("--check and --upgrade cannot be combined")
             reasons = stale_reasons(project, client)
+            if as_json:
+                emit_json({"lock": str(project.lock_path), "stale": bool(reasons), "reasons": reasons})
             if reasons:
                 raise DriftError(f"{project.lock_path} is stale: " + "; ".join(reasons), hint="run `hubpin lock`")
-            click.echo(f"{project.lock_path.name}: up to date")
+            if not as_json:
+                click.echo(f"{project.lock_path.name}: up to date")
             return
+        if as_json:
+            raise ConfigError("--json goes with --check (lock itself prints what changed)")
         names = set(upgrade)
         selected: bool | set[str] = True if "*" in names else (names or False)
         previous = project.read_lock()
