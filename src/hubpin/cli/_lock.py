@@ -86,7 +86,8 @@ def add_cmd(spec: str, dataset: bool, include: tuple[str, ...], exclude: tuple[s
             config_path: Path | None, endpoint: str | None) -> None:
     """Declare REPO (at REV, default main) in the config and lock it.
 
-    Nothing is written unless the repo resolves and every file hashes correctly.
+    Nothing is written unless the repo resolves, every file hashes correctly and the
+    project's policy (pickle, remote code, licenses) allows it.
     """
     repo_id, _, revision = spec.partition("@")
     repo = _repo_key(repo_id, dataset)
