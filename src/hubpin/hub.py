@@ -296,9 +296,8 @@ class HubClient:
             raise RemoteError(f"{what} tree: expected objects, got {item!r}")
         if item.get("type") == "directory":
             return None
-        path = item.get("path")
         try:
-            safe_relpath(path)
+            path = safe_relpath(item.get("path"))
         except UnsafePathError as e:
             raise UnsafePathError(f"{what} tree: the endpoint listed an {e.message}") from None
         size, oid, lfs = item.get("size"), item.get("oid"), item.get("lfs")
