@@ -85,6 +85,16 @@ def app(server):  # noqa: ANN001, ANN201
     app.reset()
 
 
+@pytest.fixture(params=["http.client", "httpx"])
+def transport(request, monkeypatch):  # noqa: ANN001, ANN201
+    """Small files from an http:// endpoint go through http.client, the rest through httpx: test both."""
+    if request.param == "httpx":
+        from hubpin._rawhttp import RawPool
+
+        monkeypatch.setattr(RawPool, "usable", lambda self, url: False)
+    return request.param
+
+
 def _lock(hub, repo):  # noqa: ANN001, ANN202
     repo_id, _prev, nxt = repo
     return lock_for(hub.store, repo_id, nxt)
@@ -121,7 +131,7 @@ def _final_blob(cache: Path, repo_id: str, etag: str) -> Path:
     return cache / RepoKey("model", repo_id).folder / "blobs" / etag
 
 
-def test_case1_wrong_commit_refused_before_any_blob_is_written(hub, server, repo, cache, app) -> None:
+def test_case1_wrong_commit_refused_before_any_blob_is_written(hub, server, repo, cache, app, transport) -> None:
     _app, url = server
     app.faults.wrong_commit = "f" * 40
     lock = _lock(hub, repo)
@@ -133,7 +143,7 @@ def test_case1_wrong_commit_refused_before_any_blob_is_written(hub, server, repo
     assert not [p for p in cache_state(cache) if p not in before and "/blobs/" in p]
 
 
-def test_case4_same_size_byte_flip_is_rejected_and_not_published(hub, server, repo, cache, app) -> None:
+def test_case4_same_size_byte_flip_is_rejected_and_not_published(hub, server, repo, cache, app, transport) -> None:
     _app, url = server
     app.faults.flip_at = FLIP
     app.faults.only = "weights"
@@ -145,7 +155,7 @@ def test_case4_same_size_byte_flip_is_rejected_and_not_published(hub, server, re
     assert not _final_blob(cache, repo[0], _weights(lock).etag).exists()
 
 
-def test_case5_truncated_body_bounded_retries_then_resume_on_next_run(hub, server, repo, cache, app) -> None:
+def test_case5_truncated_body_bounded_retries_then_resume_on_next_run(hub, server, repo, cache, app, transport) -> None:
     _app, url = server
     app.faults.truncate_at = SIZE // 2
     app.faults.only = "weights"
@@ -170,7 +180,7 @@ def test_case5_truncated_body_bounded_retries_then_resume_on_next_run(hub, serve
     assert verify(lock, cache_dir=cache).ok
 
 
-def test_truncation_per_response_resumes_within_the_run(hub, server, repo, cache, app) -> None:
+def test_truncation_per_response_resumes_within_the_run(hub, server, repo, cache, app, transport) -> None:
     _app, url = server
     app.faults.truncate_after = 70_000
     app.faults.only = "weights"
@@ -181,7 +191,7 @@ def test_truncation_per_response_resumes_within_the_run(hub, server, repo, cache
     assert verify(lock, cache_dir=cache).ok
 
 
-def test_case6_endless_data_stops_at_the_locked_size(hub, server, repo, cache, app) -> None:
+def test_case6_endless_data_stops_at_the_locked_size(hub, server, repo, cache, app, transport) -> None:
     _app, url = server
     app.faults.extra = 1_000_000
     app.faults.only = "weights"
@@ -193,7 +203,7 @@ def test_case6_endless_data_stops_at_the_locked_size(hub, server, repo, cache, a
 
 
 @pytest.mark.parametrize("knob", ["ignore_range", "bad_content_range"])
-def test_case7_range_ignored_or_wrong_content_range_restarts_from_zero(hub, server, repo, cache, app, knob) -> None:
+def test_case7_range_ignored_or_wrong_content_range_restarts_from_zero(hub, server, repo, cache, app, knob, transport) -> None:
     _app, url = server
     lock = _lock(hub, repo)
     etag = _weights(lock).etag
@@ -213,7 +223,7 @@ def test_case7_range_ignored_or_wrong_content_range_restarts_from_zero(hub, serv
         assert ranges[-1] is None  # asked again from 0 without Range
 
 
-def test_corrupt_kept_partial_is_detected_and_redone(hub, server, repo, cache, app) -> None:
+def test_corrupt_kept_partial_is_detected_and_redone(hub, server, repo, cache, app, transport) -> None:
     _app, url = server
     lock = _lock(hub, repo)
     etag = _weights(lock).etag
@@ -397,7 +407,7 @@ def test_case16_lock_path_planted_as_symlink_does_not_truncate_victim(hub, serve
     assert verify(lock, cache_dir=cache).ok
 
 
-def test_case23_429_retry_after_is_honoured(hub, server, repo, cache, app) -> None:
+def test_case23_429_retry_after_is_honoured(hub, server, repo, cache, app, transport) -> None:
     _app, url = server
     app.faults.status_429 = 2
     app.faults.retry_after = "1"
@@ -427,7 +437,7 @@ def test_case23_many_small_files_bounded_concurrency(hub, server, app, tmp_path)
     assert verify(lock, cache_dir=tmp_path / "cache").ok
 
 
-def test_case25_html_with_200_is_rejected(hub, server, repo, cache, app) -> None:
+def test_case25_html_with_200_is_rejected(hub, server, repo, cache, app, transport) -> None:
     from conftest import run_cli
 
     _app, url = server

@@ -14,7 +14,8 @@ rest with `Range: bytes=N-`. A server that ignores Range (200) or answers a wron
 content is re-hashed and the final blob verified, so no separate bookkeeping can lie.
 
 Correctness does not depend on file locks (flock is a no-op on some NFS/Lustre mounts): the
-`.locks/<repo folder>/<etag>.lock` lock only avoids downloading the same blob twice.
+`.locks/<repo folder>/<etag>.lock` lock (taken for blobs of 256 KiB and more) only avoids
+downloading the same blob twice.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import httpx
 
+from ._rawhttp import RawPool, RawResponse
 from .errors import CheckFailed, DriftError, HashMismatchError, HubpinError, RemoteError
 from .hashing import CHUNK
 from .objects import FileEntry, RepoKey
@@ -59,6 +61,8 @@ _PARTIAL = re.compile(
     + re.escape(PARTIAL_SUFFIX)
     + "$"
 )
+#: blobs at least this big are fetched under the `.locks/` lock (dedup across processes)
+LOCK_MIN_SIZE = 256 * 1024
 #: bytes worth keeping for the next run (below this, a rerun just fetches the file again)
 KEEP_PARTIAL_MIN = 64 * 1024
 #: an in-flight file of another host is taken over only when untouched for this long
@@ -284,6 +288,8 @@ class Downloader:
         on_bytes: Callable[[int], None] | None = None,
         fsync: bool = True,
         use_locks: bool = True,
+        raw: RawPool | None = None,
+        raw_max: int = 1 << 20,
     ) -> None:
         self.http = http
         self.file_url = file_url
@@ -293,6 +299,8 @@ class Downloader:
         self.on_bytes = on_bytes or (lambda n: None)
         self.fsync = fsync
         self.use_locks = use_locks
+        self.raw = raw  # http.client fast path for files up to `raw_max` bytes
+        self.raw_max = raw_max
         self.stop = threading.Event()
 
     # public ------------------------------------------------------------------------------
@@ -314,7 +322,8 @@ class Downloader:
         touches its target (CVE-2025-68146); then we go on unlocked: correctness never depends on it.
         """
         fd = -1
-        if self.use_locks:
+        # below LOCK_MIN_SIZE a duplicate download costs less than creating the lock file
+        if self.use_locks and task.entry.size >= LOCK_MIN_SIZE:
             try:
                 task.locks_dir.mkdir(parents=True, exist_ok=True)
                 fd = os.open(task.locks_dir / f"{task.entry.etag}.lock",
@@ -370,8 +379,8 @@ class Downloader:
                     f"{task.what}: {kind}", expected=expected, actual=actual,
                     hint="the server sent other bytes than the lock pins; nothing was written to the cache",
                 )
-            if self.fsync:
-                os.fsync(fd)
+            if self.fsync:  # data on disk before the rename makes it visible (ext4 orders neither)
+                getattr(os, "fdatasync", os.fsync)(fd)
             os.close(fd)
             fd = -1
             os.replace(mine, final)  # an identical blob published meanwhile is simply replaced
@@ -443,7 +452,12 @@ class Downloader:
             headers["Range"] = f"bytes={offset}-"
         result.requests += 1
         try:
-            with self.http.stream("GET", url, headers=headers) as r:
+            fast = self.raw is not None and size <= self.raw_max and self.raw.usable(url)
+            opened = self.raw.get(url, headers) if fast else self.http.stream("GET", url, headers=headers)  # type: ignore[union-attr]
+            with opened as r:
+                if fast and 300 <= r.status_code < 400:  # redirects are httpx's job (auth, origins)
+                    self.raw_max = -1
+                    raise _Retry("redirect", after=0.0, offset=offset)
                 self._check_response(task, r)
                 start = offset
                 if r.status_code == 206:
@@ -490,7 +504,7 @@ class Downloader:
             raise _Retry(f"body ended after {offset} of {size} bytes", offset=offset)
         return offset
 
-    def _check_response(self, task: BlobTask, r: httpx.Response) -> None:
+    def _check_response(self, task: BlobTask, r: httpx.Response | RawResponse) -> None:
         """Status and `X-Repo-Commit`, before a single byte is written."""
         status = r.status_code
         if status in _RETRY_STATUS:

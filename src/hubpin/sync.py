@@ -38,6 +38,7 @@ from ._download import (
     partial_bytes,
 )
 from ._fsutil import fsync_dir
+from ._rawhttp import RawPool
 from .errors import HubpinError, LockfileError, UnsafePathError
 from .lockfile import LockedRepo, Lockfile, read_lock
 from .objects import FileEntry, RepoKey
@@ -366,7 +367,7 @@ def _download_all(
     fsync: bool,
     on_bytes: Callable[[int], None] | None,
 ) -> dict[tuple[RepoKey, str], BlobResult]:
-    from .hub import HubClient
+    from .hub import USER_AGENT, HubClient
 
     total = sum(t.entry.size for t in tasks)
     show = sys.stderr.isatty() if progress is None else progress
@@ -378,8 +379,9 @@ def _download_all(
             on_bytes(n)
 
     client = HubClient(_resolve_endpoint(endpoint, start), token, max_retries=1)
+    raw = RawPool(client.endpoint, token if token is not None else _env.hf_token(), USER_AGENT)
     downloader = Downloader(client.http, client.file_url, retries=retries, backoff=backoff,
-                            on_bytes=count, fsync=fsync)
+                            on_bytes=count, fsync=fsync, raw=raw if raw.enabled else None)
     results: dict[tuple[RepoKey, str], BlobResult] = {}
     try:
         # big files first, so the tail of the run is not one lone large download
