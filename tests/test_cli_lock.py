@@ -171,3 +171,17 @@ def test_cli_lock_enforces_the_policy_and_writes_nothing(hub, tmp_path: Path) ->
     r = run_cli("add", rid, "--exclude", "*.bin", cwd=proj)  # the declared way around it
     assert r.returncode == 0, r.stderr
     assert [f.path for f in read_lock(proj / "hubpin.lock").find(rid).files] == ["config.json"]  # type: ignore[union-attr]
+
+
+def test_cli_re_add_changes_only_what_is_given(hub, tmp_path: Path) -> None:  # noqa: ANN001
+    rid = unique_repo("org/cli-readd")
+    v1 = hub.publish(_folder(tmp_path / "v1", {"a.json": b"{}", "b.txt": b"b"}), rid, revision="v1")
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "hubpin.toml").write_text(f'[models."{rid}"]\ninclude = ["*.json"]\nallow-remote-code = true  # reviewed\n')
+    r = run_cli("add", f"{rid}@v1", cwd=proj)
+    assert r.returncode == 0 and f"updated {rid} in hubpin.toml" in r.stdout, r.stderr
+    text = (proj / "hubpin.toml").read_text()
+    assert 'revision = "v1"' in text and '"*.json"' in text and "allow-remote-code = true" in text
+    entry = read_lock(proj / "hubpin.lock").find(rid)
+    assert entry is not None and entry.commit == v1 and [f.path for f in entry.files] == ["a.json"]

@@ -220,3 +220,15 @@ def test_hooks_see_each_repo_and_can_refuse_or_add_entries(hub, client: HubClien
     with pytest.raises(PolicyError):
         lock_project(p, client, hooks=[refuse], upgrade=True)
     assert p.lock_path.read_bytes() == before
+
+
+def test_unlock_drops_the_code_repos_only_it_required() -> None:
+    from hubpin.lock import unlock
+    from hubpin.lockfile import Lockfile
+
+    def entry(rid: str, *required: str) -> LockedRepo:
+        return LockedRepo(RepoKey("model", rid), "main", "c" * 40, (), True, tuple(required))
+
+    lock = Lockfile((entry("org/a"), entry("org/b"), entry("org/code1", "org/a", "org/b"), entry("org/code2", "org/a")))
+    after = unlock(lock, RepoKey("model", "org/a"))
+    assert [(r.repo.id, r.required_by) for r in after.repos] == [("org/b", ()), ("org/code1", ("org/b",))]

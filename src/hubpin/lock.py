@@ -45,6 +45,7 @@ __all__ = [
     "lock_repo",
     "outdated",
     "stale_reasons",
+    "unlock",
 ]
 
 
@@ -268,6 +269,21 @@ def lock_project(
         required = tuple(sorted(r for r in extra.required_by if r in declared))
         entries.setdefault(repo, replace(extra, required_by=required))
     return Lockfile(tuple(entries.values()))
+
+
+def unlock(lock: Lockfile, repo: RepoKey) -> Lockfile:
+    """`lock` without `repo`, and without the entries only `repo` required (its remote code)."""
+    out = []
+    for entry in lock.repos:
+        if entry.repo == repo:
+            continue
+        if entry.required_by:
+            required = tuple(r for r in entry.required_by if r != str(repo))
+            if not required:
+                continue
+            entry = replace(entry, required_by=required)
+        out.append(entry)
+    return Lockfile(tuple(out))
 
 
 def stale_reasons(project: Project, client: HubClient, *, hooks: Iterable[LockHook] | None = None) -> list[str]:

@@ -12,7 +12,7 @@ import click
 from ..config import RepoDecl, add_repo, find_project, init_project, remove_repo, resolve_endpoint
 from ..errors import ConfigError, DriftError, UnsafePathError
 from ..hub import HubClient
-from ..lock import describe_changes, lock_project, outdated, stale_reasons
+from ..lock import describe_changes, lock_project, outdated, stale_reasons, unlock
 from ..lockfile import write_lock
 from ..objects import RepoKey
 from ..paths import validate_revision
@@ -96,10 +96,12 @@ def add_cmd(spec: str, dataset: bool, include: tuple[str, ...], exclude: tuple[s
     except UnsafePathError as e:
         raise ConfigError(f"{spec}: {e.message}") from None
     project = find_project(config=config_path)
-    decl = RepoDecl(repo, revision or "main", tuple(include), tuple(exclude))
     old = project.get(repo)
-    if old is not None and not (revision or include or exclude):
-        decl = old  # `hubpin add org/name` again: keep what is declared
+    if old is None:
+        decl = RepoDecl(repo, revision or "main", tuple(include), tuple(exclude))
+    else:  # declared already: change only what was given; per-repo policy overrides stay
+        decl = RepoDecl(repo, revision or old.revision, tuple(include) or old.include,
+                        tuple(exclude) or old.exclude, old.settings)
     new_project = project.with_repo(decl)
     previous = project.read_lock()
     with _client(endpoint, project) as client:
@@ -123,7 +125,7 @@ def remove_cmd(repo_id: str, dataset: bool, config_path: Path | None) -> None:
     project = find_project(config=config_path)
     previous = project.read_lock()
     remove_repo(project, repo)
-    lock = previous.without(repo)
+    lock = unlock(previous, repo)
     written = write_lock(lock, project.lock_path) if project.lock_path.exists() else False
     click.echo(f"removed {repo} from {project.config_path.name}" + (f" and {project.lock_path.name}" if written else ""))
 
