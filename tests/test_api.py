@@ -86,3 +86,31 @@ def test_lock_edits_are_seen_and_no_project_is_a_config_error(project, tmp_path:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="no hubpin.toml"):
         hubpin.snapshot(repo_id)
+
+
+def test_warm_cache_still_sees_a_removed_link_or_blob(hub, project, tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    root, cache, repo_id, sha = project
+    mine = tmp_path / "cache"
+    shutil.copytree(cache, mine, symlinks=True)
+    folder = mine / RepoKey("model", repo_id).folder
+    old = time.time() - 60
+    for d in (folder / "blobs", folder / "snapshots" / sha, folder / "snapshots" / sha / "shards"):
+        os.utime(d, (old, old))  # quiet folders: the positive check is now cached
+    lock_path = root / "hubpin.lock"
+    assert hubpin.snapshot(repo_id, lock=lock_path, cache_dir=mine)
+    assert folder / "snapshots" / sha in hubpin.api._checked  # the next call takes the cached path
+    assert hubpin.snapshot(repo_id, lock=lock_path, cache_dir=mine)
+    (folder / "snapshots" / sha / "shards" / "042.txt").unlink()
+    with pytest.raises(NotSyncedError, match=r"1 of 201 .*first: shards/042.txt"):
+        hubpin.snapshot(repo_id, lock=lock_path, cache_dir=mine)
+    os.symlink(os.readlink(folder / "snapshots" / sha / "shards" / "041.txt"), folder / "snapshots" / sha / "shards" / "042.txt")
+    for d in (folder / "snapshots" / sha / "shards",):
+        os.utime(d, (old, old))
+    assert hubpin.snapshot(repo_id, lock=lock_path, cache_dir=mine)  # repaired (same bytes, for the test)
+    blob = next(p for p in (folder / "blobs").iterdir())
+    blob.unlink()
+    with pytest.raises(NotSyncedError):
+        hubpin.snapshot(repo_id, lock=lock_path, cache_dir=mine)

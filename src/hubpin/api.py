@@ -6,13 +6,15 @@
 
 The lock is found the way the CLI finds it (`hubpin.toml` / `pyproject.toml` from the cwd
 upwards, `hubpin.lock` beside it), or given as a path or a `Lockfile`. A parsed lock is cached
-by (path, mtime, size), so a warm call costs a few `stat`s.
+by (path, mtime, size); a snapshot that passed the full check is trusted while the mtimes of
+its folders and of `blobs/` stay the same, so a warm call costs a few `stat`s.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 from . import _env
@@ -23,6 +25,24 @@ __all__ = ["commit", "snapshot"]
 
 _cache: dict[Path, tuple[tuple[int, int, int], Lockfile]] = {}
 _cache_lock = threading.Lock()
+_dirs: dict[Path, tuple[LockedRepo, list[str]]] = {}
+_checked: dict[Path, tuple[LockedRepo, tuple[int, ...]]] = {}
+#: folder mtimes are trusted only once this old: a change within the same clock tick is invisible
+_QUIET_NS = 2_000_000_000
+
+
+def _stamps(entry: LockedRepo, snap: Path) -> tuple[int, ...] | None:
+    """mtimes of `blobs/` and of every snapshot folder holding a locked file: removing or adding
+    an entry (a link, a blob) changes its folder's mtime, so equal stamps mean nothing vanished."""
+    dirs = _dirs.get(snap)
+    if dirs is None or dirs[0] is not entry:
+        parents = sorted({str(snap / f.path).rsplit(os.sep, 1)[0] for f in entry.files})
+        dirs = (entry, [str(snap.parent.parent / "blobs"), *parents])
+        _dirs[snap] = dirs
+    try:
+        return tuple(os.stat(d).st_mtime_ns for d in dirs[1])
+    except OSError:
+        return None
 
 
 def _lock_path(start: Path | None = None) -> Path:
@@ -77,6 +97,9 @@ def snapshot(
     entry = _entry(repo_id, lock, repo_type)
     root = Path(cache_dir).expanduser() if cache_dir is not None else _env.default_cache_dir()
     snap = root / entry.repo.folder / "snapshots" / entry.commit
+    stamps = _stamps(entry, snap)
+    if stamps is not None and _checked.get(snap) == (entry, stamps):
+        return snap  # no entry was added or removed since the last full check
     base = str(snap) + os.sep
     missing = [f.path for f in entry.files if not os.path.exists(base + f.path)]
     if missing:
@@ -85,6 +108,8 @@ def snapshot(
             f"{root} (first: {missing[0]})",
             hint="run `hubpin sync` (or `hubpin sync --from BUNDLE` on an air-gapped machine)",
         )
+    if stamps is not None and all(time.time_ns() - t > _QUIET_NS for t in stamps):
+        _checked[snap] = (entry, stamps)
     return snap
 
 
