@@ -271,7 +271,8 @@ class _Hash:
 
 
 class Downloader:
-    """Fetch blobs over one keep-alive `httpx.Client` (thread-safe; shared by worker threads).
+    """Fetch blobs over one keep-alive `httpx.Client` (thread-safe; shared by worker threads),
+    or for files up to `raw_max` bytes over `raw` (per-thread http.client connections).
 
     `file_url(repo, commit, path)` builds the URL (the HubClient's). `on_bytes(n)` is called as
     bytes arrive (negative when a restart throws received bytes away).
@@ -379,7 +380,7 @@ class Downloader:
                     f"{task.what}: {kind}", expected=expected, actual=actual,
                     hint="the server sent other bytes than the lock pins; nothing was written to the cache",
                 )
-            if self.fsync:  # data on disk before the rename makes it visible (ext4 orders neither)
+            if self.fsync:  # bytes on disk before the rename: a crash must not leave an empty blob
                 getattr(os, "fdatasync", os.fsync)(fd)
             os.close(fd)
             fd = -1
