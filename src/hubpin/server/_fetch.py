@@ -24,6 +24,7 @@ from ..store import Store
 __all__ = ["BlobFetch", "FetchFailed", "SingleFlight"]
 
 CHUNK = 1 << 20
+_NOTIFY_EVERY = 1 << 20
 
 
 class FetchFailed(Exception):
@@ -71,12 +72,17 @@ class BlobFetch:
         self.store = store
         try:
             with store.blob_writer(self.repo, self.entry.etag, self.entry.size, self.entry.sha256) as w:
+                told = 0
                 for chunk in chunks:
                     w.write(chunk)  # raises before writing past the expected size
-                    os.write(self._fd, chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(self._fd, view):]
                     with self.cond:
                         self.written += len(chunk)
-                        self._notify()
+                        if self.written - told >= _NOTIFY_EVERY:  # wake readers per MiB, not per packet
+                            told = self.written
+                            self._notify()
             on_published()
             with self.cond:
                 self.done = True

@@ -108,6 +108,15 @@ class ObservabilityMiddleware:
                 sent += os.path.getsize(message["path"])
             await send(message)
 
+        name = "-"
+        if self.who is not None and access_log.isEnabledFor(logging.INFO):
+            from .auth import bearer_token
+
+            token = bearer_token(scope.get("headers", []))
+            if token:  # the lookup may re-read the store's tokens (S3): not on the event loop
+                from starlette.concurrency import run_in_threadpool
+
+                name = await run_in_threadpool(self.who, token) or "invalid-token"
         ACTIVE.inc()
         try:
             await self.app(scope, receive, counting_send)
@@ -119,12 +128,6 @@ class ObservabilityMiddleware:
             DURATION.labels(route).observe(elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 client = (scope.get("client") or ("-", 0))[0]
-                name = "-"
-                if self.who is not None:
-                    from .auth import bearer_token
-
-                    token = bearer_token(scope.get("headers", []))
-                    name = (self.who(token) or "invalid-token") if token else "-"
                 # the raw path without the query string: tokens never appear here
                 raw = scope.get("raw_path") or path.encode()
                 shown = raw.split(b"?", 1)[0].decode("latin-1")

@@ -44,7 +44,7 @@ from ..store import Store
 from ..tokens import glob_matches
 from . import _metrics as metrics
 from ._errors import HubError
-from ._fetch import CHUNK, BlobFetch, FetchFailed, SingleFlight
+from ._fetch import BlobFetch, FetchFailed, SingleFlight
 from ._source import Source, parse_range
 
 __all__ = ["MirrorSource", "Upstream", "UpstreamUnavailable"]
@@ -162,7 +162,7 @@ class Upstream:
             got = resp.headers.get("x-repo-commit")
             if got is not None and got != sha:
                 raise UpstreamUnavailable(f"{self.url}{path}: X-Repo-Commit {got}, expected {sha}")
-            yield resp.iter_raw(CHUNK)
+            yield resp.iter_raw()  # as received (64 KiB reads): re-chunking would only copy
         finally:
             resp.close()
 
