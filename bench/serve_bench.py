@@ -7,7 +7,8 @@ Servers, all on 127.0.0.1, all serving the same bytes:
   olah 0.5.4 (own venv)             warmed through its proxy mode in front of hubpin, then restarted
                                     with `offline = true`, so it serves from its own cache only
 
-Figures: median of --repeats runs; peak RSS = VmHWM summed over the server's process tree
+All servers run at once and are measured round-robin (one download from each per round), so load
+changes on the shared machine hit all of them alike. Figures: median of --repeats rounds; peak RSS = VmHWM summed over the server's process tree
 (and the largest single process); HEAD/s with ApacheBench `ab -i -k -c 8` (same client for every server).
 
     python bench/serve_bench.py [--size-mib 1024] [--repeats 3] [--olah /tmp/olah-venv/bin/olah-cli]
@@ -32,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,23 +149,6 @@ def head_rps(url: str, seconds: int) -> float:
     raise RuntimeError(out)
 
 
-def measure(name: str, url: str, proc: Proc, size: int, args: argparse.Namespace, head: bool = True) -> Result:
-    r = Result(name)
-    wait_ready(url, proc)
-    curl_mb_s(url, size)  # warm the page cache and the server
-    for _ in range(args.repeats):
-        r.mb_s.append(curl_mb_s(url, size))
-        proc.sample_rss()
-    if head:
-        for _ in range(args.repeats):
-            r.head_rps.append(head_rps(url, args.head_seconds))
-            proc.sample_rss()
-    proc.stop()
-    r.rss_total_mib = sum(proc.hwm.values()) / 1024
-    r.rss_max_mib = max(proc.hwm.values(), default=0) / 1024
-    return r
-
-
 def make_store(work: Path, size: int) -> tuple[Path, Path]:
     from hubpin.objects import RepoKey
     from hubpin.publish import publish
@@ -227,60 +210,83 @@ http {{
     return conf
 
 
+@dataclass
+class Server:
+    result: Result
+    proc: Proc
+    url: str
+    head: bool = True  # nginx variants other than the best skip the HEAD rounds
+
+
 def run(args: argparse.Namespace) -> list[Result]:
+    """Start every server at once, then measure them round-robin, so load changes hit all alike."""
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     size = args.size_mib * 1024 * 1024
     store_dir, blob = make_store(work, size)
     hubpin = shutil.which("hubpin", path=str(Path(sys.executable).parent)) or "hubpin"
-    results: list[Result] = []
+    servers: list[Server] = []
 
-    def hubpin_server(server: str) -> tuple[Proc, str]:
+    def hubpin_server(server: str) -> Server:
         port = free_port()
         proc = Proc([hubpin, "serve", "--store", str(store_dir), "--port", str(port), "--server", server],
                     work / f"hubpin-{server}.log")
-        return proc, f"http://127.0.0.1:{port}{URL_PATH}"
+        return Server(Result(f"hubpin serve ({server})"), proc, f"http://127.0.0.1:{port}{URL_PATH}")
 
-    for server in ("granian", "uvicorn"):
-        proc, url = hubpin_server(server)
-        results.append(measure(f"hubpin serve ({server})", url, proc, size, args))
-        print(f"  {results[-1].name}: {results[-1].mb_s_median:.0f} MB/s", file=sys.stderr)
+    try:
+        for server in ("granian", "uvicorn"):
+            servers.append(hubpin_server(server))
+        nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+        if nginx:
+            for variant in ("sendfile", "buffers-1m", "buffers-8m"):
+                port = free_port()
+                conf = nginx_conf(work, port, blob, variant)
+                proc = Proc([nginx, "-c", str(conf), "-p", str(work)], work / f"nginx-{variant}.log")
+                servers.append(Server(Result(f"nginx 1.22 ({variant})"), proc, f"http://127.0.0.1:{port}{URL_PATH}"))
+        else:
+            print("  nginx not installed: skipped", file=sys.stderr)
+        olah = Path(args.olah)
+        if olah.exists():
+            servers.append(start_olah(olah, work, servers[0], size))
+        else:
+            print(f"  olah not found at {olah}: skipped", file=sys.stderr)
+        for s in servers:
+            wait_ready(s.url, s.proc)
+            curl_mb_s(s.url, size)  # warm the page cache and the server
+        for i in range(args.repeats):
+            for s in servers:
+                s.result.mb_s.append(curl_mb_s(s.url, size))
+                s.proc.sample_rss()
+            print(f"  round {i + 1}: " + ", ".join(f"{s.result.name} {s.result.mb_s[-1]:.0f}" for s in servers),
+                  file=sys.stderr)
+        variants = [s for s in servers if s.result.name.startswith("nginx")]
+        if variants:
+            best = max(variants, key=lambda s: s.result.mb_s_median)
+            best.result.note = "best of: " + ", ".join(
+                f"{v.result.name.split('(')[1].rstrip(')')} {v.result.mb_s_median:.0f} MB/s" for v in variants)
+            for v in variants:
+                v.head = v is best
+        for _ in range(args.repeats):
+            for s in servers:
+                if s.head:
+                    s.result.head_rps.append(head_rps(s.url, args.head_seconds))
+                    s.proc.sample_rss()
+    finally:
+        for s in servers:
+            s.proc.stop()
+    out = []
+    for s in servers:
+        if s.head:  # drop the slower nginx variants from the table (kept in the note)
+            s.result.rss_total_mib = sum(s.proc.hwm.values()) / 1024
+            s.result.rss_max_mib = max(s.proc.hwm.values(), default=0) / 1024
+            out.append(s.result)
+    return out
 
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if nginx:
-        variants: list[Result] = []
-        for variant in ("sendfile", "buffers-1m", "buffers-8m"):
-            port = free_port()
-            conf = nginx_conf(work, port, blob, variant)
-            proc = Proc([nginx, "-c", str(conf), "-p", str(work)], work / f"nginx-{variant}.log")
-            variants.append(measure(f"nginx 1.22 ({variant})", f"http://127.0.0.1:{port}{URL_PATH}", proc, size, args,
-                                    head=False))
-            print(f"  {variants[-1].name}: {variants[-1].mb_s_median:.0f} MB/s", file=sys.stderr)
-        best = max(variants, key=lambda r: r.mb_s_median)
-        port = free_port()
-        variant = best.name.split("(")[1].rstrip(")")
-        proc = Proc([nginx, "-c", str(nginx_conf(work, port, blob, variant)), "-p", str(work)], work / "nginx-best.log")
-        again = measure(best.name, f"http://127.0.0.1:{port}{URL_PATH}", proc, size, args)
-        best.head_rps = again.head_rps
-        best.note = "best of: " + ", ".join(f"{v.name.split('(')[1].rstrip(')')} {v.mb_s_median:.0f} MB/s" for v in variants)
-        results.append(best)
-    else:
-        print("  nginx not installed: skipped", file=sys.stderr)
 
-    olah = Path(args.olah)
-    if olah.exists():
-        results.append(run_olah(olah, work, hubpin_server, size, args))
-        print(f"  {results[-1].name}: {results[-1].mb_s_median:.0f} MB/s", file=sys.stderr)
-    else:
-        print(f"  olah not found at {olah}: skipped", file=sys.stderr)
-    return results
-
-
-def run_olah(olah: Path, work: Path, hubpin_server: Callable[[str], tuple[Proc, str]], size: int,
-             args: argparse.Namespace) -> Result:
-    upstream, up_url = hubpin_server("granian")
-    wait_ready(up_url, upstream)
-    up_netloc = up_url.split("/")[2]
+def start_olah(olah: Path, work: Path, upstream: Server, size: int) -> Server:
+    """olah in front of hubpin until its cache holds the file, then restarted offline on its cache alone."""
+    wait_ready(upstream.url, upstream.proc)
+    up_netloc = upstream.url.split("/")[2]
     repos = work / "olah-repos"
     shutil.rmtree(repos, ignore_errors=True)
     port = free_port()
@@ -297,11 +303,10 @@ def run_olah(olah: Path, work: Path, hubpin_server: Callable[[str], tuple[Proc, 
     wait_ready(url, warm)
     curl_mb_s(url, size)  # fills olah's cache from hubpin
     warm.stop()
-    upstream.stop()  # from here on olah serves from its own cache only
     proc = Proc([str(olah), "-c", str(conf(True))], work / "olah-offline.log")
-    r = measure("olah 0.5.4 (offline, own cache)", url, proc, size, args)
-    r.note = "cache filled through its proxy mode in front of hubpin, then restarted with offline = true"
-    return r
+    r = Result("olah 0.5.4 (offline, own cache)",
+               note="cache filled through its proxy mode in front of hubpin, then restarted with offline = true")
+    return Server(r, proc, url)
 
 
 def report(results: list[Result], args: argparse.Namespace) -> str:

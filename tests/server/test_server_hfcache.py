@@ -49,3 +49,23 @@ def test_serve_a_partial_cache_lists_what_is_there(hub, tiny, tmp_path):
         assert len(blob.resolve().name) == 64
         with pytest.raises(EntryNotFoundError):
             hf_hub_download(tiny.repo_id, "data/b.txt", cache_dir=tmp_path / "again", endpoint=url)
+
+
+def test_a_blob_of_the_wrong_size_is_never_served(tmp_path):
+    """A truncated blob (disk trouble, a hand-edited cache) answers 500, not short bytes."""
+    import httpx
+    from _server_helpers import write_folder
+
+    from hubpin.objects import RepoKey
+    from hubpin.publish import publish
+
+    store = LocalStore(tmp_path / "store", fsync=False)
+    commit = publish(write_folder(tmp_path / "src", {"w.safetensors": b"x" * 4096}), RepoKey("model", "org/c"), store).commit
+    blob = store.local_blob_path(RepoKey("model", "org/c"), commit.files[0].etag)
+    assert blob is not None
+    blob.write_bytes(b"x" * 100)
+    with serve_in_thread(create_app(store)) as url:
+        for method in ("HEAD", "GET"):
+            r = httpx.request(method, f"{url}/org/c/resolve/main/w.safetensors")
+            assert r.status_code == 500 and r.headers["x-error-code"] == "StoreCorrupt"
+            assert r.headers.get("content-length") != "4096"
