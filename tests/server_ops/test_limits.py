@@ -169,3 +169,18 @@ def test_slow_reader_keeps_server_memory_flat_and_is_cut_by_the_send_deadline(tm
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_per_ip_limit_option_reaches_both_layers(tmp_path):
+    from hubpin.server._limits import LimitsMiddleware, uvicorn_config
+    from hubpin.server._ops import production_config
+    from hubpin.server.app import create_app
+
+    store = new_store(tmp_path / "store")
+    app = create_app(store, production_config(store, per_ip=0, access_log=False))
+    proto = uvicorn_config(app, host="127.0.0.1", port=1).http
+    assert proto.limits.max_conns_per_ip == 0 and proto.limits.max_requests_per_ip == 0
+    mw = next(m for m in app.state.config.middleware if m.cls is LimitsMiddleware)
+    assert mw.kwargs["limits"].max_requests_per_ip == 0
+    res = __import__("conftest").run_cli("serve", "--store", str(tmp_path / "store"), "--per-ip-limit", "-1")
+    assert res.returncode == 2 and "--per-ip-limit" in res.stderr

@@ -11,7 +11,7 @@ Three layers close that gap:
 * `LimitsMiddleware`: ASGI; works under any server. A request body must arrive within
   `request_timeout` (else 408), and at most `max_requests_per_ip` requests of one address are
   in flight (else 503 + Retry-After).
-* `granian_options(limits)`: granian's own header read timeout and backpressure.
+* `granian_options(limits)`: granian's own header read timeout and header buffer size.
 
 Memory per connection stays bounded without extra code: h11 caps the header block
 (`h11_max_incomplete_event_size`), uvicorn pauses reading when a body buffer passes 64 KiB, and
@@ -139,10 +139,11 @@ def uvicorn_protocol(limits: Limits) -> type[asyncio.Protocol]:
 def uvicorn_config(app: Any, *, host: str, port: int, limits: Limits | None = None, **kwargs: Any) -> Any:
     """A uvicorn.Config with the guarded protocol and matching keep-alive and header-size caps.
 
-    Wrap `app` in `LimitsMiddleware` yourself unless it comes from `production_config`."""
+    Wrap `app` in `LimitsMiddleware` yourself unless it comes from `production_config`; then
+    `limits` defaults to the ones that app was built with."""
     import uvicorn
 
-    limits = limits or Limits()
+    limits = limits or _limits_of(app) or Limits()
     return uvicorn.Config(
         app,  # LimitsMiddleware comes with the app (`_ops.production_config`), for granian too
         host=host,
@@ -154,8 +155,18 @@ def uvicorn_config(app: Any, *, host: str, port: int, limits: Limits | None = No
     )
 
 
+def _limits_of(app: Any) -> Limits | None:
+    """The `Limits` a starlette app built by `production_config` carries in its middleware."""
+    config = getattr(getattr(app, "state", None), "config", None)
+    for m in getattr(config, "middleware", ()):
+        if getattr(m, "cls", None) is LimitsMiddleware:
+            found = m.kwargs.get("limits")
+            return found if isinstance(found, Limits) else None
+    return None
+
+
 def granian_options(limits: Limits | None = None) -> dict[str, Any]:
-    """Keyword arguments for `granian.Granian(...)`: header read timeout and per-worker backpressure."""
+    """Keyword arguments for `granian.Granian(...)`: header read timeout and header buffer size."""
     from granian.http import HTTP1Settings
 
     limits = limits or Limits()
@@ -163,7 +174,6 @@ def granian_options(limits: Limits | None = None) -> dict[str, Any]:
         "http1_settings": HTTP1Settings(
             header_read_timeout=int(limits.header_timeout * 1000), max_buffer_size=limits.max_header_bytes
         ),
-        "backpressure": max(1, limits.max_requests_per_ip * 4),
     }
 
 

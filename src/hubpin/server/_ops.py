@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from starlette.middleware import Middleware
@@ -62,12 +63,19 @@ def production_config(
     ref_ttl: float = 60.0,
     redirect_expires: int | None = None,
     access_log: bool = True,
+    per_ip: int | None = None,
 ) -> ServerConfig:
     """The ServerConfig `hubpin serve` runs with. Raises BadInput for inconsistent options.
 
-    `access_log`: make sure `hubpin.access` lines reach stderr (tests capture them instead)."""
+    `access_log`: make sure `hubpin.access` lines reach stderr (tests capture them instead).
+    `per_ip`: connections and requests in flight per client address (0: no cap; behind a proxy
+    every client has the proxy's address, so cap there instead)."""
     if access_log:
         configure_access_log()
+    if per_ip is not None:
+        if per_ip < 0:
+            raise BadInput(f"--per-ip-limit {per_ip}: expected 0 (no cap) or a positive number")
+        limits = replace(limits or Limits(), max_conns_per_ip=per_ip, max_requests_per_ip=per_ip)
     public = validate_globs(tuple(public), "--public")
     allow = validate_globs(tuple(allow), "--allow")
     deny = validate_globs(tuple(deny), "--deny")
