@@ -34,10 +34,12 @@ from ._app import main, store_option
 @click.option("--deny", multiple=True, metavar="GLOB", help="Repos hidden entirely, stored or not.")
 @click.option("--lock", "lock_file", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
               help="Serve only the commits pinned in this hubpin.lock (anything else: not found).")
+@click.option("--per-ip-limit", "per_ip", type=click.IntRange(0), default=64, show_default=True, metavar="N",
+              help="Connections and requests in flight per client address; 0 = no cap (behind a proxy, cap there).")
 def serve(
     store_spec: str | None, host: str, port: int, server: str, public: tuple[str, ...], redirect: bool,
     redirect_expires: int, upstream: str | None, upstream_token_file: str | None, allow: tuple[str, ...],
-    deny: tuple[str, ...], lock_file: str | None,
+    deny: tuple[str, ...], lock_file: str | None, per_ip: int,
 ) -> None:
     """Serve a store (or any HF cache folder) as a Hugging Face Hub mirror.
 
@@ -47,7 +49,7 @@ def serve(
     from ..server._launch import run_server
 
     spec = store_spec or str(default_cache_dir())
-    ops: dict[str, object] = {"allow": list(allow), "deny": list(deny)}
+    ops: dict[str, object] = {"allow": list(allow), "deny": list(deny), "per_ip": per_ip}
     if upstream:
         ops["upstream"] = upstream
     if upstream_token_file:
