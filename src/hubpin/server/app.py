@@ -192,8 +192,11 @@ class _Mirror:
         return self.source.file_response(request, t.repo, commit, entry, headers)
 
     def _info(self, request: Request, targets: list[Target]) -> Response:
-        t = self._pick(request, targets)
-        commit = self._commit(t.repo, t.revision or self._default_revision(t.repo))
+        t = self._pick(request, targets, lazy=True)
+        if t.revision is None and self.source.resolve(t.repo, "main") is None:
+            commit = self._commit(t.repo, self._default_revision(t.repo))  # a cache without refs/main
+        else:
+            commit = self._commit(t.repo, t.revision or "main")
         blobs = request.query_params.get("blobs", "") in _TRUE
         return JSONResponse(_api.repo_info(t.repo, commit, blobs))
 
