@@ -54,6 +54,12 @@ def parse_range(header: str | None, size: int) -> list[tuple[int, int]] | None:
     return ranges or None
 
 
+class _BlobResponse(FileResponse):
+    # where bytes do pass through Python (uvicorn; Range under any server), 1 MiB reads beat
+    # starlette's 64 KiB (measured ~1.5x under uvicorn); memory stays one chunk per connection
+    chunk_size = 1 << 20
+
+
 class Source:
     """Refs, commits and file bytes of the repos one `Store` holds."""
 
@@ -163,7 +169,7 @@ class Source:
                 return Response(status_code=200, media_type="application/octet-stream",
                                 headers={**headers, "Content-Length": str(entry.size)})
             # our ETag/Content-Length win: FileResponse only setdefault()s its own
-            return FileResponse(path, headers={**headers, "Content-Length": str(entry.size)}, stat_result=st,
+            return _BlobResponse(path, headers={**headers, "Content-Length": str(entry.size)}, stat_result=st,
                                 media_type="application/octet-stream")
         if ranges is not None and len(ranges) == 1:
             start, end = ranges[0]
