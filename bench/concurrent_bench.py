@@ -7,7 +7,7 @@ Servers (each over the same bytes, the file in the page cache):
   hubpin serve --server uvicorn   (guarded h11 protocol)
   nginx (Debian) in its best config: sendfile on, and sendfile off + output_buffers 4 1m
 Clients: N parallel `curl -o /dev/null` processes started together. Figure: aggregate MB/s =
-N × size / wall time of the slowest; median of --repeats. RSS = VmHWM summed over the server's
+N × size / wall time of the slowest; median of --repeats, servers measured round-robin. RSS = VmHWM summed over the server's
 process tree. Needs nginx and curl. Nothing leaves 127.0.0.1.
 """
 
@@ -189,10 +189,10 @@ def run(args: argparse.Namespace) -> list[Result]:
         servers.append(("nginx (sendfile off, output_buffers 4 1m)", ["nginx", "off"]))
     else:
         print("nginx not found: skipped (apt-get install -y nginx-light)", file=sys.stderr)
-    results = []
-    for name, spec in servers:
-        res = Result(name)
-        for _ in range(args.repeats):
+    results = {name: Result(name) for name, _ in servers}
+    for _ in range(args.repeats):  # round-robin, so a change in the machine's load hits every server alike
+        for name, spec in servers:
+            res = results[name]
             port = free_port()
             if spec[0] == "hubpin":
                 proc = Proc(hubpin_argv(spec[1], store, port), work / "hubpin.log")
@@ -207,9 +207,8 @@ def run(args: argparse.Namespace) -> list[Result]:
             finally:
                 proc.stop()
             res.rss_mib = max(res.rss_mib, proc.rss_mib)
-        print(f"  {name}: {res.median:.0f} MB/s aggregate, peak RSS {res.rss_mib:.0f} MiB", file=sys.stderr)
-        results.append(res)
-    return results
+            print(f"  {name}: {res.mb_s[-1]:.0f} MB/s aggregate, peak RSS {proc.rss_mib:.0f} MiB", file=sys.stderr)
+    return list(results.values())
 
 
 def main() -> None:
