@@ -8,12 +8,16 @@ import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import BadInput, UnsafePathError
 from .hashing import CHUNK, hash_files
 from .objects import Commit, FileEntry, RepoKey, commit_id
 from .paths import safe_relpath, validate_revision
 from .store import Store
+
+if TYPE_CHECKING:
+    from .policy import Policy
 
 __all__ = ["LFS_THRESHOLD", "PublishResult", "collect_files", "is_lfs", "publish"]
 
@@ -113,11 +117,13 @@ def publish(
     revision: str = "main",
     message: str | None = None,
     jobs: int | None = None,
+    policy: Policy | None = None,
 ) -> PublishResult:
     """Add `folder` as a new commit of `repo` and move `refs/<revision>` to it.
 
     The commit id is deterministic (same content and parent → same id). Publishing content
-    identical to the current commit of `revision` creates nothing.
+    identical to the current commit of `revision` creates nothing. With `policy`, the folder is
+    checked first (pickle by content, remote code) and a refusal raises PolicyError.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -126,6 +132,11 @@ def publish(
     found = collect_files(root)
     if not found:
         raise BadInput(f"{root}: no files to publish")
+    if policy is not None:
+        # supply-chain policy (hubpin.policy): refuse pickle / remote code before any blob is written
+        from .policy import enforce_files
+
+        enforce_files(repo, found, policy, licenses=False)
     patterns = list(DEFAULT_LFS_PATTERNS) + _gitattributes_lfs_patterns(root)
     digests = hash_files([p for _rel, p in found], jobs)
     entries = []

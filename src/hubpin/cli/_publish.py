@@ -19,20 +19,36 @@ from ._app import emit_json, get_store, main, parse_repo, store_option
 @click.option("--to", "to_url", metavar="URL", default=None,
               help="Publish to a running hubpin mirror over HTTP instead of a store (needs HF_TOKEN with write scope).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--allow-pickle", is_flag=True,
+              help="Allow pickle files (each must pass picklescan --strict and hubpin's opcode check).")
+@click.option("--allow-remote-code", is_flag=True, help="Allow *.py files and auto_map entries.")
 def publish_cmd(
     folder: Path, repo_id: str, dataset: bool, revision: str, message: str | None, store_spec: str | None,
-    to_url: str | None, as_json: bool,
+    to_url: str | None, as_json: bool, allow_pickle: bool, allow_remote_code: bool,
 ) -> None:
     """Add FOLDER as a new commit of REPO_ID in a store and move refs/REVISION to it.
 
     The commit id is deterministic: the same content on the same parent gives the same id,
     and publishing an unchanged folder creates no commit.
+
+    Pickle files (found by content) and remote code are refused unless allowed, by the flags or
+    by a hubpin.toml found in the current folder (exit 1, nothing written).
     """
+    # supply-chain policy (hubpin.policy): the project's, else the default; flags opt in
+    from ..policy import Policy, enforce_files, find_project_quiet, policy_for
+
+    repo = parse_repo(repo_id, dataset)
+    base = policy_for(find_project_quiet(), repo)
+    policy = Policy(base.allow_pickle or allow_pickle, base.allow_remote_code or allow_remote_code, None)
     if to_url is not None:
-        _publish_to(folder, parse_repo(repo_id, dataset), to_url, revision, message, as_json)
+        if Path(folder).is_dir():
+            from ..publish import collect_files
+
+            enforce_files(repo, collect_files(Path(folder)), policy, licenses=False)
+        _publish_to(folder, repo, to_url, revision, message, as_json)
         return
     store = get_store(store_spec)
-    result = publish(folder, parse_repo(repo_id, dataset), store, revision=revision, message=message)
+    result = publish(folder, repo, store, revision=revision, message=message, policy=policy)
     c = result.commit
     if as_json:
         emit_json({"repo": repo_id, "type": result.repo.type, "revision": revision, "commit": c.sha,
