@@ -28,6 +28,7 @@ from pathlib import Path
 
 from . import _env
 from ._download import (
+    _SYNCFS,
     BlobResult,
     BlobTask,
     Cancelled,
@@ -36,6 +37,7 @@ from ._download import (
     disk_free,
     find_partials,
     partial_bytes,
+    syncfs,
 )
 from ._fsutil import fsync_dir
 from ._rawhttp import RawPool
@@ -308,20 +310,35 @@ def sync(
         _preflight_space(store.root, tasks)
         if start is None and isinstance(lock, str | os.PathLike):
             start = Path(lock).parent
+        # durability before any link or ref names a new blob: one syncfs for the whole run where
+        # Linux has it (a crash before it leaves at worst a short blob nothing links to, which the
+        # next sync's size check re-fetches), else an fdatasync per blob before its rename
+        batched = fsync and _SYNCFS is not None
         results = _download_all(tasks, plans, report, endpoint=endpoint,
                                 start=Path(start) if start is not None else None, token=token, jobs=jobs,
-                                progress=progress, retries=retries, backoff=backoff, fsync=fsync, on_bytes=on_bytes)
+                                progress=progress, retries=retries, backoff=backoff, fsync=fsync and not batched,
+                                on_bytes=on_bytes)
         report.downloaded_files = sum(
             1 for p in plans for f in p.entry.files if f.etag in p.missing and not results[(p.entry.repo, f.etag)].skipped
         )
         report.downloaded_bytes = sum(r.downloaded for r in results.values())
         report.reused_bytes = sum(r.reused for r in results.values())
         report.requests += sum(r.requests for r in results.values())
-        if fsync:
+        if batched and not syncfs(store.root):
+            os.sync()
+        elif fsync and not batched:
             for p in plans:
                 if p.missing:
                     fsync_dir(store.repo_dir(p.entry.repo) / "blobs")
 
+    # supply-chain policy (hubpin.policy): re-check the bytes (pickle by content, the strict scan
+    # when allowed) before any snapshot link or ref points at them; refused → PolicyError
+    from .policy import enforce_locked_bytes
+
+    if start is None and isinstance(lock, str | os.PathLike):
+        start = Path(lock).parent
+    enforce_locked_bytes([p.entry for p in plans if not p.done],
+                         lambda e, f: store.repo_dir(e.repo) / "blobs" / f.etag, start=start)
     for p in plans:
         _finish_repo(store, p, report)
     report.seconds = time.monotonic() - t0
