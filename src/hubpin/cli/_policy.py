@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +149,8 @@ def _license_table(rows: list[dict[str, Any]]) -> None:
         allowed = "yes" if r["allowed"] else f"NO: {r['problem']}"
         table.add_row(r["repo"], r["commit"][:12], lic, ", ".join(r["sources"]) or "-",
                       allowed if r["synced"] else allowed + " (not synced)")
-    Console(soft_wrap=True).print(table)
+    # piped output is for grep and logs: never squeeze or wrap cells (a TTY gets its own width)
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)
 
 
 @main.command("doctor")
