@@ -32,7 +32,7 @@ class FetchFailed(Exception):
 
 
 class BlobFetch:
-    """One in-progress download of `entry`'s blob; readers call `aiter_range` (or `iter_range`)."""
+    """One in-progress download of `entry`'s blob; readers call `aiter_range`."""
 
     def __init__(self, repo: RepoKey, entry: FileEntry, spool_dir: Path) -> None:
         self.repo = repo
@@ -110,7 +110,9 @@ class BlobFetch:
         return self.entry.size if self.done else min(self.written, self.entry.size - 1)
 
     async def aiter_range(self, start: int, end: int, wait: float = 60.0) -> AsyncIterator[bytes]:
-        """Like `iter_range`, on the event loop: waiting for bytes holds no worker thread."""
+        """Yield bytes [start, end) as they arrive; raise FetchFailed if the fetch fails.
+
+        Runs on the event loop: a reader waiting for bytes holds no worker thread."""
         waiter = (asyncio.get_running_loop(), asyncio.Event())
         with self.cond:
             self._waiters.add(waiter)
@@ -146,41 +148,6 @@ class BlobFetch:
         finally:
             with self.cond:
                 self._waiters.discard(waiter)
-
-    def iter_range(self, start: int, end: int, wait: float = 60.0) -> Iterator[bytes]:
-        """Yield bytes [start, end) as they arrive; raise FetchFailed if the fetch fails."""
-        size = self.entry.size
-        try:
-            fd = os.open(self.spool, os.O_RDONLY)
-        except FileNotFoundError:  # finished between join() and here
-            if not self.done:
-                raise FetchFailed(self.error or "upstream fetch ended") from None
-            assert self.store is not None
-            yield from self.store.read_blob(self.repo, self.entry.etag, start, end)
-            return
-        try:
-            pos = start
-            while pos < end:
-                with self.cond:
-                    while True:
-                        if self.error is not None:
-                            raise FetchFailed(self.error)
-                        # unverified: everything but the last byte
-                        limit = size if self.done else min(self.written, size - 1)
-                        if limit > pos:
-                            break
-                        if not self.cond.wait(wait):
-                            raise FetchFailed(f"no upstream bytes for {wait:.0f} s")
-                n = min(limit, end) - pos
-                while n > 0:
-                    data = os.pread(fd, min(n, CHUNK), pos)
-                    if not data:
-                        raise FetchFailed("spool file shorter than announced")
-                    pos += len(data)
-                    n -= len(data)
-                    yield data
-        finally:
-            os.close(fd)
 
 
 class SingleFlight:
