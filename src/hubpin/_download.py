@@ -28,6 +28,7 @@ import os
 import re
 import socket
 import stat
+import sys
 import threading
 import time
 import uuid
@@ -52,6 +53,7 @@ __all__ = [
     "find_partials",
     "is_stale_partial",
     "partial_bytes",
+    "syncfs",
 ]
 
 PARTIAL_SUFFIX = ".hubpin-partial"
@@ -227,6 +229,34 @@ def disk_free(path: Path) -> int | None:
     if usage.f_blocks == 0:  # FUSE mounts (BlobFuse, #3097) report nothing: the write path decides
         return None
     return usage.f_bavail * usage.f_frsize
+
+
+def _libc_syncfs():  # noqa: ANN202 - a ctypes function, or None
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    return fn
+
+
+_SYNCFS = _libc_syncfs() if sys.platform.startswith("linux") else None
+
+
+def syncfs(path: Path) -> bool:
+    """Flush every dirty page of the filesystem holding `path` (Linux `syncfs`); False if unavailable.
+
+    One call after many small blobs costs one journal commit instead of one fsync per file.
+    """
+    if _SYNCFS is None:
+        return False
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        return _SYNCFS(fd) == 0
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
