@@ -197,11 +197,13 @@ def _existing_parent(p: Path) -> Path:
 
 def import_bundle(bundle: str | os.PathLike[str], store: Store | str | os.PathLike[str] | None = None, *,
                   trust: str | os.PathLike[str] | None = None, force: bool = False,
-                  lock: Lockfile | None = None) -> ImportReport:
+                  lock: Lockfile | None = None, policy: Any = None) -> ImportReport:
     """Verify `bundle` completely, then install it into `store` (a Store, a cache folder, or None
     for the default HF cache). With `trust` (a public key file) an unsigned bundle or one signed by
     another key is refused before anything is written. Existing refs pointing elsewhere are kept
-    unless `force`. With `lock`, only the locked files are installed (the bundle must cover them)."""
+    unless `force`. With `lock`, only the locked files are installed (the bundle must cover them).
+    With `policy` (a `hubpin.policy.Policy`, or a `Project` for per-repo policies) the staged bytes
+    are checked (pickle by content) before anything is installed."""
     bundle = Path(bundle)
     target = store if isinstance(store, Store) else open_store(store)
     trusted_fpr = fingerprint(load_public_key(trust)) if trust is not None else None
@@ -213,7 +215,8 @@ def import_bundle(bundle: str | os.PathLike[str], store: Store | str | os.PathLi
         entries = _covering(manifest, lock, bundle) if lock is not None else list(manifest.repos)
         report = ImportReport(target.location, sig.fingerprint if sig else None, trusted_fpr is not None)
         try:
-            _install(reader, entries, target, force, report, lambda s: _check_trust(s, trusted_fpr, bundle))
+            _install(reader, entries, target, force, report, lambda s: _check_trust(s, trusted_fpr, bundle),
+                     policy=policy)
         except HubpinError:
             raise
         except OSError as e:
@@ -239,8 +242,11 @@ def sync_from_bundle(lock: Lockfile, bundle_path: str | os.PathLike[str], cache_
 
     The bundle must hold every locked repo at its locked commit with every locked file identical
     (size, etag, sha256), else `BundleError` before anything is written. `refs/<revision>` is set to
-    the locked commit (the lock is the user's intent)."""
-    return import_bundle(bundle_path, cache_dir, trust=trust, force=True, lock=lock)
+    the locked commit (the lock is the user's intent). The project's policy (found from the cwd;
+    else the default) is enforced on the staged bytes."""
+    from .policy import default_policy_spec
+
+    return import_bundle(bundle_path, cache_dir, trust=trust, force=True, lock=lock, policy=default_policy_spec())
 
 
 def _plan_refs(target: Store, entries: list[LockedRepo], force: bool,
@@ -258,7 +264,7 @@ def _plan_refs(target: Store, entries: list[LockedRepo], force: bool,
 
 
 def _install(reader: BundleReader, entries: list[LockedRepo], target: Store, force: bool,
-             report: ImportReport, check_signature: Callable[[Signature | None], None]) -> None:
+             report: ImportReport, check_signature: Callable[[Signature | None], None], policy: Any = None) -> None:
     needed: dict[str, BlobRef] = {b.sha256: b for b in reader.manifest.blobs}
     wanted = {str(f.sha256) for r in entries for f in r.files}
     need_sha1 = {str(f.sha256) for r in entries for f in r.files if not f.lfs}
@@ -289,6 +295,11 @@ def _install(reader: BundleReader, entries: list[LockedRepo], target: Store, for
         check_signature(sig)
         report.signer = sig.fingerprint if sig else None
         _check_etags(entries, digests, reader.path)
+        if policy is not None:
+            # supply-chain policy (hubpin.policy): check the staged bytes before anything is installed
+            from .policy import enforce_locked_bytes
+
+            enforce_locked_bytes(entries, lambda r, f: staging / str(f.sha256), policy)
         refs = _plan_refs(target, entries, force, report)
         if local:
             assert isinstance(target, LocalStore)

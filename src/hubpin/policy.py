@@ -32,6 +32,7 @@ __all__ = [
     "BYTES_KINDS",
     "POLICY_KEYS",
     "Policy",
+    "default_policy_spec",
     "enforce_entries",
     "enforce_files",
     "enforce_locked_bytes",
@@ -313,3 +314,9 @@ def enforce_locked_bytes(
         enforce_entries(entries, path_of, project=policy)
     else:
         enforce_entries(entries, path_of, policy=policy or Policy())
+
+
+def default_policy_spec(start: str | os.PathLike[str] | None = None) -> Policy | Project:
+    """What `import` and `sync --from` enforce: the project found from `start` (default: the
+    cwd) with its per-repo policies, else the default policy (no pickle)."""
+    return find_project_quiet(start) or Policy()

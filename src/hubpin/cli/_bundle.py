@@ -118,7 +118,10 @@ def import_cmd(bundle: Path, cache_dir: Path | None, store_spec: str | None, tru
     failure the target is left unchanged.
     """
     store = _source_store(cache_dir, store_spec)
-    report = import_bundle(bundle, store, trust=trust, force=force)
+    # supply-chain policy (hubpin.policy): the project's found from the cwd, else no pickle
+    from ..policy import default_policy_spec
+
+    report = import_bundle(bundle, store, trust=trust, force=force, policy=default_policy_spec())
     if as_json:
         emit_json(report.to_json())
         return
