@@ -26,7 +26,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from .errors import BadInput, NotFoundError
 from .objects import RepoKey
@@ -58,6 +58,13 @@ class TokenRecord:
     read: tuple[str, ...]
     write: tuple[str, ...]
     created: str
+    expires: str | None = None  # ISO-8601 UTC; None = never
+
+    def expired(self, now: datetime | None = None) -> bool:
+        if self.expires is None:
+            return False
+        when = datetime.strptime(self.expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return (now or datetime.now(UTC)) >= when
 
     def can_read(self, repo: RepoKey) -> bool:
         return glob_matches(self.read + self.write, repo)
@@ -67,7 +74,8 @@ class TokenRecord:
 
     def public_dict(self) -> dict[str, object]:
         """What `token list` shows: everything but the hash."""
-        return {"name": self.name, "read": list(self.read), "write": list(self.write), "created": self.created}
+        return {"name": self.name, "read": list(self.read), "write": list(self.write), "created": self.created,
+                "expires": self.expires}
 
 
 def hash_secret(secret: str) -> str:
@@ -96,7 +104,8 @@ def _load(store: Store) -> list[TokenRecord]:
     try:
         data = json.loads(raw)
         return [
-            TokenRecord(t["name"], t["sha256"], tuple(t["read"]), tuple(t["write"]), t.get("created", ""))
+            TokenRecord(t["name"], t["sha256"], tuple(t["read"]), tuple(t["write"]), t.get("created", ""),
+                        t.get("expires"))
             for t in data["tokens"]
         ]
     except (ValueError, KeyError, TypeError) as e:
@@ -110,7 +119,8 @@ def _save(store: Store, records: list[TokenRecord]) -> None:
     data = {
         "format": 1,
         "tokens": [
-            {"name": r.name, "sha256": r.sha256, "read": list(r.read), "write": list(r.write), "created": r.created}
+            {"name": r.name, "sha256": r.sha256, "read": list(r.read), "write": list(r.write), "created": r.created,
+             **({"expires": r.expires} if r.expires else {})}
             for r in sorted(records, key=lambda r: r.name)
         ],
     }
@@ -118,9 +128,16 @@ def _save(store: Store, records: list[TokenRecord]) -> None:
 
 
 def create_token(
-    store: Store, name: str, *, read: list[str] | tuple[str, ...], write: list[str] | tuple[str, ...] = ()
+    store: Store,
+    name: str,
+    *,
+    read: list[str] | tuple[str, ...],
+    write: list[str] | tuple[str, ...] = (),
+    expires_in: timedelta | None = None,
 ) -> tuple[str, TokenRecord]:
-    """Create token `name`; return (secret, record). The secret is not stored and cannot be shown again."""
+    """Create token `name`; return (secret, record). The secret is not stored and cannot be shown again.
+
+    `expires_in`: the token stops working that long after now (default: never)."""
     if not _NAME.match(name):
         raise BadInput(f"invalid token name {name!r}: expected 1-64 characters of [A-Za-z0-9_.-]")
     if not read and not write:
@@ -131,12 +148,14 @@ def create_token(
             f"token {name} already exists in {store.location}", hint=f"revoke it first: hubpin token revoke {name}"
         )
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
     record = TokenRecord(
         name=name,
         sha256=hash_secret(secret),
         read=validate_globs(read, "--read"),
         write=validate_globs(write, "--write"),
-        created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        expires=(now + expires_in).strftime("%Y-%m-%dT%H:%M:%SZ") if expires_in is not None else None,
     )
     _save(store, [*records, record])
     return secret, record
@@ -179,7 +198,8 @@ class TokenRegistry:
             return self._records
 
     def lookup(self, secret: str | None) -> TokenRecord | None:
-        """The record whose hash matches `secret`, compared in constant time against every record."""
+        """The live record whose hash matches `secret` (constant-time compare against every record);
+        None for an unknown, revoked or expired token."""
         if not secret:
             return None
         digest = hash_secret(secret)
@@ -188,4 +208,4 @@ class TokenRegistry:
             # no early exit: the time taken does not tell which record (or whether any) matched
             if hmac.compare_digest(digest, r.sha256):
                 found = r
-        return found
+        return None if found is None or found.expired() else found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -44,8 +45,13 @@ def test_token_cli_shows_secret_once_and_stores_only_a_hash(tmp_path):
     assert secret not in raw and json.loads(raw)["tokens"][0]["name"] == "ci"
     listed = runner.invoke(main, ["token", "list", "--json", "--store", store])
     assert listed.exit_code == 0 and secret not in listed.output
-    assert json.loads(listed.stdout) == [{"name": "ci", "read": ["org/*"], "write": ["org/x"],
+    assert json.loads(listed.stdout) == [{"name": "ci", "read": ["org/*"], "write": ["org/x"], "expires": None,
                                           "created": json.loads(listed.stdout)[0]["created"]}]
+    timed = runner.invoke(main, ["token", "create", "tmp", "--read", "*", "--expires-days", "1", "--json",
+                                 "--store", store])
+    assert timed.exit_code == 0 and json.loads(timed.stdout)["expires"] > json.loads(timed.stdout)["created"]
+    assert runner.invoke(main, ["token", "create", "t0", "--read", "*", "--expires-days", "0",
+                                "--store", store]).exit_code == 2
     dup = runner.invoke(main, ["token", "create", "ci", "--read", "*", "--store", store])
     assert dup.exit_code == 2 and "already exists" in dup.stderr
     assert runner.invoke(main, ["token", "revoke", "ci", "--store", store]).exit_code == 0
@@ -64,6 +70,13 @@ def test_missing_wrong_and_revoked_tokens(mirror):
     revoke_token(store, "reader")
     r = _get(url, "/api/models/team/model", reader)
     assert r.status_code == 404 and r.headers["x-error-code"] == "RepoNotFound"
+    # expired: same answer as unknown, and whoami refuses it
+    old, _ = create_token(store, "old", read=["*"], expires_in=timedelta(seconds=-1))
+    live, _ = create_token(store, "live", read=["*"], expires_in=timedelta(hours=1))
+    assert _get(url, "/api/models/team/model", live).status_code == 200
+    r = _get(url, "/api/models/team/model", old)
+    assert r.status_code == 404 and r.headers["x-error-code"] == "RepoNotFound"
+    assert _get(url, "/api/whoami-v2", old).status_code == 401
     with pytest.raises(RepositoryNotFoundError):
         hf_hub_download("team/model", "config.json", endpoint=url, token=reader, cache_dir=store.root / "c")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import click
 
 from ..tokens import create_token, list_tokens, revoke_token
@@ -21,19 +23,26 @@ def token_group() -> None:
 @click.argument("name")
 @click.option("--read", "read", multiple=True, metavar="GLOB", help="Repos the token may read (repeatable).")
 @click.option("--write", "write", multiple=True, metavar="GLOB", help="Repos the token may publish to (repeatable).")
+@click.option("--expires-days", type=click.FloatRange(min=0, min_open=True), default=None, metavar="DAYS",
+              help="The token stops working after this many days (default: never).")
 @store_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (includes the secret).")
-def create_cmd(name: str, read: tuple[str, ...], write: tuple[str, ...], store_spec: str | None, as_json: bool) -> None:
+def create_cmd(
+    name: str, read: tuple[str, ...], write: tuple[str, ...], expires_days: float | None, store_spec: str | None,
+    as_json: bool,
+) -> None:
     """Create token NAME and print its secret once; only a hash is stored."""
     store = get_store(store_spec)
-    secret, record = create_token(store, name, read=read, write=write)
+    expires = timedelta(days=expires_days) if expires_days is not None else None
+    secret, record = create_token(store, name, read=read, write=write, expires_in=expires)
     if as_json:
         emit_json({**record.public_dict(), "token": secret, "store": store.location})
         return
     click.echo(secret)
     click.echo(
         f"token {name} created in {store.location} (read: {', '.join(record.read) or '-'}; "
-        f"write: {', '.join(record.write) or '-'}). Store the secret now: it is not shown again.",
+        f"write: {', '.join(record.write) or '-'}; expires: {record.expires or 'never'}). "
+        "Store the secret now: it is not shown again.",
         err=True,
     )
 
@@ -52,7 +61,9 @@ def list_cmd(store_spec: str | None, as_json: bool) -> None:
         click.echo(f"no tokens in {store.location} (the mirror is open to anonymous readers)")
         return
     for r in records:
-        click.echo(f"{r.name}\tread={','.join(r.read) or '-'}\twrite={','.join(r.write) or '-'}\tcreated={r.created}")
+        state = " (expired)" if r.expired() else ""
+        click.echo(f"{r.name}\tread={','.join(r.read) or '-'}\twrite={','.join(r.write) or '-'}\tcreated={r.created}"
+                   f"\texpires={r.expires or 'never'}{state}")
 
 
 @token_group.command("revoke")
