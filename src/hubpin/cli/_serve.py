@@ -36,10 +36,12 @@ from ._app import main, store_option
               help="Serve only the commits pinned in this hubpin.lock (anything else: not found).")
 @click.option("--per-ip-limit", "per_ip", type=click.IntRange(0), default=64, show_default=True, metavar="N",
               help="Connections and requests in flight per client address; 0 = no cap (behind a proxy, cap there).")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
+              help="Enforce this hubpin.toml's policy per file: pickle (by content) or *.py it refuses get 403.")
 def serve(
     store_spec: str | None, host: str, port: int, server: str, public: tuple[str, ...], redirect: bool,
     redirect_expires: int, upstream: str | None, upstream_token_file: str | None, allow: tuple[str, ...],
-    deny: tuple[str, ...], lock_file: str | None, per_ip: int,
+    deny: tuple[str, ...], lock_file: str | None, per_ip: int, policy_file: str | None,
 ) -> None:
     """Serve a store (or any HF cache folder) as a Hugging Face Hub mirror.
 
@@ -56,6 +58,8 @@ def serve(
         ops["upstream_token_file"] = str(Path(upstream_token_file).absolute())
     if lock_file:
         ops["lock"] = str(Path(lock_file).absolute())
+    if policy_file:  # supply-chain policy (hubpin._policy_serve)
+        ops["policy"] = str(Path(policy_file).absolute())
 
     def ready(url: str) -> None:
         click.echo(f"hubpin mirror of {spec} on {url}  (HF_ENDPOINT={url}; Ctrl-C to stop)", err=True)

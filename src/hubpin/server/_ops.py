@@ -64,12 +64,14 @@ def production_config(
     redirect_expires: int | None = None,
     access_log: bool = True,
     per_ip: int | None = None,
+    policy: str | Path | None = None,
 ) -> ServerConfig:
     """The ServerConfig `hubpin serve` runs with. Raises BadInput for inconsistent options.
 
     `access_log`: make sure `hubpin.access` lines reach stderr (tests capture them instead).
     `per_ip`: connections and requests in flight per client address (0: no cap; behind a proxy
-    every client has the proxy's address, so cap there instead)."""
+    every client has the proxy's address, so cap there instead).
+    `policy`: a hubpin.toml whose policy the mirror enforces per file (hubpin._policy_serve)."""
     if access_log:
         configure_access_log()
     if per_ip is not None:
@@ -102,6 +104,11 @@ def production_config(
             ref_ttl=ref_ttl,
             redirect_expires=redirect_expires,
         )
+    if policy is not None:
+        # supply-chain policy of a hubpin.toml (hubpin._policy_serve): files checked before serving
+        from .._policy_serve import policy_source
+
+        source = policy_source(source or Source(store), policy)  # type: ignore[assignment]
 
     def who(token: str | None) -> str | None:
         rec = access.record(token)
