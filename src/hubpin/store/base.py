@@ -35,7 +35,8 @@ class BlobWriter(ABC):
         self.etag = etag
         self.size = size
         self.sha256 = sha256
-        self.hasher = Hasher(size)
+        # LFS blobs are named by their sha256: skip the git sha1, a second full hash of the bytes
+        self.hasher = Hasher(size if len(etag) == 40 else None)
 
     def write(self, data: bytes | memoryview) -> None:
         if self.hasher.size + len(data) > self.size:
