@@ -91,7 +91,7 @@ def test_scan_locked_repo_from_the_cache(hub, tmp_path: Path) -> None:  # noqa: 
     cache = tmp_path / "cache"
     missing = run_cli("scan", "--repo", repo, "--cache-dir", str(cache), cwd=work)
     assert missing.returncode == 1 and "hubpin sync" in missing.stderr
-    sync(lock, cache_dir=cache, endpoint=hub.url, fsync=False, progress=False)
+    sync(project.lock_path, cache_dir=cache, endpoint=hub.url, fsync=False, progress=False)  # its policy: allowed
     ok = run_cli("scan", "--repo", repo, "--cache-dir", str(cache), "--json", cwd=work)
     assert ok.returncode == 0, ok.stderr
     (pk,) = [f for f in json.loads(ok.stdout)["findings"] if f["kind"] == "pickle"]
