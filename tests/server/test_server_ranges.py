@@ -61,3 +61,27 @@ def test_hf_filesystem_ranged_reads(hub, blob_repo):
     with fs.open(f"{repo_id}/blob.bin", "rb", block_size=0) as f:
         assert f.read(10) == data[:10]
     assert sorted(fs.ls(repo_id, detail=False)) == sorted([f"{repo_id}/blob.bin", f"{repo_id}/small.txt"])
+
+
+def test_streamed_path_for_stores_without_local_files(hub, blob_repo):
+    """Stores with no filesystem path (S3) stream `read_blob` chunks: same bytes, 206, 416, HEAD."""
+    from hubpin.server._source import Source
+    from hubpin.server.app import create_app
+    from hubpin.server.config import ServerConfig
+    from hubpin.server.runner import serve_in_thread
+
+    class Remote(Source):
+        def local_path(self, repo, commit, entry):
+            return None  # force the streaming branch
+
+    repo_id, data = blob_repo
+    with serve_in_thread(create_app(hub.store, ServerConfig(source=Remote(hub.store)))) as url:
+        u = f"{url}/{repo_id}/resolve/main/blob.bin"
+        r = httpx.get(u)
+        assert r.status_code == 200 and r.content == data and r.headers["content-length"] == str(len(data))
+        r = httpx.get(u, headers={"Range": "bytes=1048570-1048590"})
+        assert r.status_code == 206 and r.content == data[1048570:1048591]
+        assert r.headers["content-range"] == f"bytes 1048570-1048590/{len(data)}"
+        h = httpx.head(u)
+        assert h.status_code == 200 and h.headers["content-length"] == str(len(data)) and h.content == b""
+        assert httpx.get(u, headers={"Range": f"bytes={len(data)}-"}).status_code == 416
