@@ -149,7 +149,8 @@ def test_every_4xx_has_error_code_and_json(hub, tiny):
         ("GET", "/spaces/org/app/resolve/main/app.py"): 404,
     }
     for (method, path), status in cases.items():
-        r = httpx.request(method, hub.url + path)
+        r = httpx.request(method, hub.url + path, headers={"X-Amzn-Trace-Id": "trace-123"})
+        assert r.headers.get("x-request-id") == "trace-123"  # quoted in the client's error message
         assert r.status_code == status, (method, path, r.status_code)
         assert r.headers.get("x-error-code"), (method, path)
         assert r.headers.get("x-error-message") and "error" in r.json()

@@ -72,10 +72,15 @@ class _Mirror:
         try:
             return await self._dispatch(request)
         except HubError as e:
-            return e.response()
+            response = e.response()
         except Exception:
             log.exception("internal error on %s %s", request.method, request.scope.get("path"))
-            return error_response(500, "InternalError", "internal server error")
+            response = error_response(500, "InternalError", "internal server error")
+        # huggingface_hub quotes X-Request-Id in its error messages: echo the client's own trace id
+        trace = request.headers.get("x-amzn-trace-id")
+        if trace and len(trace) <= 128 and trace.isprintable():
+            response.headers["X-Request-Id"] = trace
+        return response
 
     async def _dispatch(self, request: Request) -> Response:
         raw = request.scope.get("raw_path") or quote(request.scope["path"]).encode()
@@ -89,7 +94,7 @@ class _Mirror:
                 return JSONResponse({"standardEnvVars": [], "harnesses": {}})
             me = await run_in_threadpool(self.config.access.whoami, bearer_token(request))
             if me is None:
-                return error_response(401, "Unauthorized", "Invalid user token.")
+                raise HubError(401, "Unauthorized", "Invalid user token.")
             return JSONResponse(me)
         if not parsed:
             raise HubError(404, "NotFound", f"no such endpoint: {request.method} {request.scope.get('path')}")
