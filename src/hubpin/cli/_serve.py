@@ -19,7 +19,7 @@ from ._app import main, store_option
     type=click.Choice(["granian", "uvicorn"]),
     default="granian",
     show_default=True,
-    help="HTTP server: granian sends files zero-copy (sendfile); uvicorn is pure Python.",
+    help="HTTP server: granian streams files from its Rust core (no file byte passes through Python); uvicorn is pure Python.",
 )
 @click.option("--public", multiple=True, metavar="GLOB", help="Repo globs anonymous callers may read; once any is given (or a token exists), other repos need a token.")
 @click.option("--redirect", is_flag=True,
