@@ -147,9 +147,9 @@ class Source:
     ) -> Response:
         """The GET/HEAD answer for one file: `headers` (X-Repo-Commit, ETag, ...) must be kept.
 
-        Local files go out through starlette's FileResponse (`http.response.pathsend`, i.e.
-        sendfile, under granian; Range → 206). Others are streamed from `Store.read_blob` in
-        bounded chunks.
+        Local files go out through starlette's FileResponse (`http.response.pathsend` under
+        granian: the server's Rust core reads the file, no byte passes through Python; Range →
+        206). Others are streamed from `Store.read_blob` in bounded chunks.
         """
         presign = getattr(self.store, "presigned_url", None)
         if self.redirect_expires and presign is not None:
