@@ -69,3 +69,20 @@ def test_a_blob_of_the_wrong_size_is_never_served(tmp_path):
             r = httpx.request(method, f"{url}/org/c/resolve/main/w.safetensors")
             assert r.status_code == 500 and r.headers["x-error-code"] == "StoreCorrupt"
             assert r.headers.get("content-length") != "4096"
+
+
+def test_a_partial_snapshot_download_lists_only_what_is_there(hub, tiny, tmp_path):
+    """snapshot_download(allow_patterns=…) still writes the FULL trees/<sha>.json: serving that
+    cache must not list (and then fail to deliver) the files it never downloaded."""
+    partial = tmp_path / "json-only"
+    snapshot_download(tiny.repo_id, allow_patterns=["*.json"], cache_dir=partial)
+    tree = partial / f"models--{tiny.repo_id.replace('/', '--')}" / "trees" / f"{tiny.sha}.json"
+    assert tree.exists() and "model.safetensors" in tree.read_text()  # the full listing, as hf wrote it
+    with serve_in_thread(create_app(LocalStore(partial))) as url:
+        api = HfApi(endpoint=url)
+        assert api.list_repo_files(tiny.repo_id) == ["config.json"]
+        assert [s.rfilename for s in api.model_info(tiny.repo_id).siblings] == ["config.json"]
+        assert api.model_info(tiny.repo_id).sha == tiny.sha
+        assert not api.file_exists(tiny.repo_id, "model.safetensors")
+        out = Path(snapshot_download(tiny.repo_id, cache_dir=tmp_path / "again", endpoint=url))
+        assert _files_of(out) == {"config.json": tiny.files["config.json"]}

@@ -73,6 +73,9 @@ class Source:
         #: run lookups on the event loop: for a plain local store they are quick metadata reads, and
         #: the worker-thread hop halves HEAD throughput. Subclasses (network fetches) stay off the loop.
         self.inline = type(self) is Source and isinstance(store, LocalStore) and not redirect_expires
+        # a plain local store: list only what is there. Subclasses (pull-through) list what they
+        # can fetch, so they keep the store's full commits.
+        self._plain_local = type(self) is Source and isinstance(store, LocalStore)
 
     # -- lookups (blocking) ---------------------------------------------------------------
     def has_repo(self, repo: RepoKey) -> bool:
@@ -97,12 +100,29 @@ class Source:
                 self._commits.move_to_end(key)
                 return hit[0]
         commit = self.store.get_commit(repo, sha)
+        if commit is not None and self._plain_local:
+            commit = self._only_present(repo, commit)
         if commit is not None:
             with self._lock:
                 self._commits[key] = (commit, None if commit.complete else now + _PARTIAL_TTL)
                 while len(self._commits) > _COMMIT_CACHE_SIZE:
                     self._commits.popitem(last=False)
         return commit
+
+    def _only_present(self, repo: RepoKey, commit: Commit) -> Commit:
+        """The files of `commit` whose bytes this cache holds (an HF cache lists what is there).
+
+        huggingface_hub writes the full `trees/<sha>.json` even for a partial `snapshot_download`
+        (allow_patterns), so a listed file may have no blob: listing it would promise bytes a GET
+        can't deliver. Such a commit is served as partial (re-read every few seconds).
+        """
+        root = os.path.join(self.store.location, repo.folder, "blobs")
+        present = [f for f in commit.files
+                   if os.path.isfile(os.path.join(root, f.etag)) or self.store.file_path(repo, commit, f.path)]
+        if len(present) == len(commit.files):
+            return commit
+        return Commit(sha=commit.sha, files=tuple(present), parent=commit.parent, created=commit.created,
+                      message=commit.message, complete=False)
 
     def list_refs(self, repo: RepoKey) -> dict[str, str]:
         """Ref name → 40-hex commit; hides `refs/<short-sha>` files huggingface_hub writes."""
@@ -171,6 +191,9 @@ class Source:
             # our ETag/Content-Length win: FileResponse only setdefault()s its own
             return _BlobResponse(path, headers={**headers, "Content-Length": str(entry.size)}, stat_result=st,
                                 media_type="application/octet-stream")
+        if self._plain_local:
+            # listed a moment ago, gone now (a cache being cleaned): not here, rather than a broken body
+            raise HubError.entry_not_found(repo, commit.sha, entry.path)
         if ranges is not None and len(ranges) == 1:
             start, end = ranges[0]
             headers = {**headers, "Content-Range": f"bytes {start}-{end - 1}/{entry.size}",
