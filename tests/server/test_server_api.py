@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from _server_helpers import unique_repo, write_folder
+from _server_helpers import tiny_fixture, unique_repo, write_folder  # noqa: F401 (the `tiny` fixture)
 from huggingface_hub import HfApi
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.hf_api import RepoFile, RepoFolder

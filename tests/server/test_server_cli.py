@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _server_helpers import tiny_fixture  # noqa: F401 (the `tiny` fixture)
 from huggingface_hub import hf_hub_download
 
 from hubpin.server.runner import free_port

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _server_helpers import unique_repo, write_folder
+from _server_helpers import tiny_fixture, unique_repo, write_folder  # noqa: F401 (the `tiny` fixture)
 from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
