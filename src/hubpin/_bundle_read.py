@@ -38,7 +38,7 @@ from .signing import Signature, verify
 
 __all__ = ["BlobDigest", "BundleReader", "hash_and_write"]
 
-BUF = 4 * CHUNK
+BUF = CHUNK  # 1 MiB: measurably faster page-cache writes here than 4 MiB (bench/bundle_bench.py)
 _TAIL = BLOCK + SIG_SIZE + 2 * BLOCK  # signature header + signature data + two zero blocks
 
 
