@@ -85,13 +85,16 @@ def app(server):  # noqa: ANN001, ANN201
     app.reset()
 
 
-@pytest.fixture(params=["http.client", "httpx"])
+@pytest.fixture(params=["http.client", "httpx", "httpx+hash-thread"])
 def transport(request, monkeypatch):  # noqa: ANN001, ANN201
-    """Small files from an http:// endpoint go through http.client, the rest through httpx: test both."""
-    if request.param == "httpx":
+    """Small files from an http:// endpoint go through http.client, the rest through httpx, and
+    big ones are hashed on a helper thread: test all three with the same small files."""
+    if request.param != "http.client":
         from hubpin._rawhttp import RawPool
 
         monkeypatch.setattr(RawPool, "usable", lambda self, url: False)
+    if request.param == "httpx+hash-thread":
+        monkeypatch.setattr(_download, "BACKGROUND_HASH_MIN", 0)
     return request.param
 
 

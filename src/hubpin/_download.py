@@ -25,6 +25,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import queue
 import re
 import socket
 import stat
@@ -63,6 +64,8 @@ _PARTIAL = re.compile(
     + re.escape(PARTIAL_SUFFIX)
     + "$"
 )
+#: blobs bigger than this are hashed on a helper thread while they download
+BACKGROUND_HASH_MIN = 4 << 20
 #: blobs at least this big are fetched under the `.locks/` lock (dedup across processes)
 LOCK_MIN_SIZE = 256 * 1024
 #: bytes worth keeping for the next run (below this, a rerun just fetches the file again)
@@ -281,20 +284,63 @@ _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
 class _Hash:
-    """sha256 always; the git blob sha1 only when the etag is one (regular, non-LFS files)."""
+    """sha256 always; the git blob sha1 only when the etag is one (regular, non-LFS files).
 
-    def __init__(self, entry: FileEntry) -> None:
+    With `background=True` the digests run on a helper thread (hashlib drops the GIL), so a big
+    download hashes on one core while it receives and writes on another; at most
+    `_PENDING` chunks wait. Call `wait()` before reading a digest.
+    """
+
+    def __init__(self, entry: FileEntry, *, background: bool = False) -> None:
         self._entry = entry
+        self._queue: queue.SimpleQueue[object] | None = None
         self.reset()
+        if background:
+            self._queue = queue.SimpleQueue()
+            self._slots = threading.Semaphore(_PENDING)
+            threading.Thread(target=self._run, name="hubpin-hash", daemon=True).start()
 
-    def reset(self) -> None:
-        self.sha256 = hashlib.sha256()
-        self.sha1 = None if self._entry.lfs else hashlib.sha1(b"blob %d\0" % self._entry.size)
+    def _run(self) -> None:
+        q = self._queue
+        assert q is not None
+        while (item := q.get()) is not None:
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            self._update(item)  # type: ignore[arg-type]
+            self._slots.release()
 
-    def update(self, data: bytes | memoryview) -> None:
+    def _update(self, data: bytes | memoryview) -> None:
         self.sha256.update(data)
         if self.sha1 is not None:
             self.sha1.update(data)
+
+    def update(self, data: bytes | memoryview) -> None:
+        if self._queue is None:
+            self._update(data)
+        else:
+            self._slots.acquire()
+            self._queue.put(bytes(data) if isinstance(data, memoryview) else data)
+
+    def wait(self) -> None:
+        """Block until every byte handed to `update` is in the digests."""
+        if self._queue is not None:
+            done = threading.Event()
+            self._queue.put(done)
+            done.wait()
+
+    def reset(self) -> None:
+        self.wait()
+        self.sha256 = hashlib.sha256()
+        self.sha1 = None if self._entry.lfs else hashlib.sha1(b"blob %d\0" % self._entry.size)
+
+    def close(self) -> None:
+        if self._queue is not None:
+            self._queue.put(None)
+            self._queue = None
+
+
+_PENDING = 64  # chunks (of up to 64 KiB from httpx) waiting for the hash thread
 
 
 # -- the downloader ------------------------------------------------------------------------
@@ -383,8 +429,8 @@ class Downloader:
             fd = os.open(mine, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
         result = BlobResult(reused=offset)
         keep = False  # keep the bytes as a resumable partial when we stop for a transient reason
+        h = _Hash(entry, background=entry.size > BACKGROUND_HASH_MIN)
         try:
-            h = _Hash(entry)
             if offset:
                 offset = _hash_prefix(mine, offset, h)
                 os.lseek(fd, offset, os.SEEK_SET)
@@ -400,7 +446,7 @@ class Downloader:
                     offset = 0
                     os.ftruncate(fd, 0)
                     os.lseek(fd, 0, os.SEEK_SET)
-                    h = _Hash(entry)
+                    h.reset()
                     continue
                 actual = h.sha256.hexdigest()
                 kind, expected = "sha256", entry.sha256 or entry.etag
@@ -429,6 +475,7 @@ class Downloader:
                 ) from None
             raise
         finally:
+            h.close()
             if fd >= 0:
                 os.close(fd)
             if keep and _size(mine) >= KEEP_PARTIAL_MIN:
@@ -597,6 +644,7 @@ def _hash_prefix(path: Path, length: int, h: _Hash) -> int:
 
 
 def _digest_matches(h: _Hash, entry: FileEntry) -> bool:
+    h.wait()
     sha256 = h.sha256.hexdigest()
     if entry.sha256 is not None and sha256 != entry.sha256:
         return False
