@@ -302,7 +302,7 @@ class _Mirror:
         path = raw.split(b"?", 1)[0].decode("latin-1")
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
         params.append(("cursor", str(offset)))
-        return f"{url.scheme}://{url.netloc}{request.scope.get('root_path', '')}{path}?{urlencode(params)}"
+        return f"{url.scheme}://{url.netloc}{path}?{urlencode(params)}"
 
 
 class _AnyMethod:
