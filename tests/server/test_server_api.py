@@ -120,6 +120,13 @@ def test_pagination_link_is_absolute_and_complete(hub, tiny):
         entries = list(api.list_repo_tree(tiny.repo_id, recursive=True))
         assert len(entries) == len(tiny.files) + 3 and len({e.path for e in entries}) == len(entries)
         assert len(list(api.list_repo_tree(tiny.repo_id, recursive=True, expand=True))) == len(entries)
+        # behind a TLS proxy the link keeps the address the client used
+        r = httpx.get(f"{url}/api/models/{tiny.repo_id}/tree/main?recursive=true",
+                      headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "hub.example:8443"})
+        assert r.links["next"]["url"].startswith(f"https://hub.example:8443/api/models/{tiny.repo_id}/tree/main?")
+        r = httpx.get(f"{url}/api/models/{tiny.repo_id}/tree/main?recursive=true",
+                      headers={"X-Forwarded-Host": "evil/path"})  # not a host: ignored
+        assert r.links["next"]["url"].startswith(url)
         # an encoded revision survives into the link verbatim
         r = httpx.get(f"{url}/api/models/{tiny.repo_id}/tree/refs%2Fpr%2F1?recursive=true")
         assert "/tree/refs%2Fpr%2F1?" in r.links["next"]["url"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -48,6 +49,7 @@ log = logging.getLogger("hubpin.server")
 _MAX_FORM_BYTES = 4 * 1024 * 1024
 _LISTING_CACHE_SIZE = 16
 _TRUE = {"1", "true", "True", "yes"}
+_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:\d{1,5})?$")
 
 
 def bearer_token(request: Request) -> str | None:
@@ -296,13 +298,21 @@ class _Mirror:
 
     @staticmethod
     def _next_url(request: Request, offset: int) -> str:
-        """Absolute, on this server, from the request's own host and raw path (never re-decoded)."""
+        """Absolute, on this server, from the request's own host and raw path (never re-decoded).
+
+        Behind a TLS-terminating proxy, `X-Forwarded-Proto`/`-Host` give the address the client
+        used. Trusting them is harmless: the link only goes back to the client who sent them.
+        """
         url = request.url
         raw = request.scope.get("raw_path") or quote(request.scope["path"]).encode()
         path = raw.split(b"?", 1)[0].decode("latin-1")
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
         params.append(("cursor", str(offset)))
-        return f"{url.scheme}://{url.netloc}{path}?{urlencode(params)}"
+        proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+        scheme = proto if proto in ("http", "https") else url.scheme
+        fwd_host = request.headers.get("x-forwarded-host", "").split(",")[0].strip()
+        host = fwd_host if _HOST.match(fwd_host) else url.netloc
+        return f"{scheme}://{host}{path}?{urlencode(params)}"
 
 
 class _AnyMethod:
