@@ -87,3 +87,25 @@ def test_a_partial_snapshot_download_lists_only_what_is_there(hub, tiny, tmp_pat
         assert not api.file_exists(tiny.repo_id, "model.safetensors")
         out = Path(snapshot_download(tiny.repo_id, cache_dir=tmp_path / "again", endpoint=url))
         assert _files_of(out) == {"config.json": tiny.files["config.json"]}
+
+
+def test_a_symlink_free_cache_serves_its_real_files(tmp_path):
+    """HF_HUB_DISABLE_SYMLINKS caches (Windows without Developer Mode) keep the bytes in snapshots/."""
+    import httpx
+
+    from hubpin.hashing import git_blob_id
+
+    sha = "b" * 40
+    repo = tmp_path / "cache" / "models--org--real"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(sha)
+    snap = repo / "snapshots" / sha / "sub"
+    snap.mkdir(parents=True)
+    data = b'{"real": true}'
+    (snap / "config.json").write_bytes(data)
+    with serve_in_thread(create_app(LocalStore(tmp_path / "cache"))) as url:
+        r = httpx.get(f"{url}/org/real/resolve/main/sub/config.json")
+        assert r.status_code == 200 and r.content == data
+        assert r.headers["x-repo-commit"] == sha and r.headers["etag"] == f'"{git_blob_id(data)}"'
+        out = hf_hub_download("org/real", "sub/config.json", cache_dir=tmp_path / "client", endpoint=url)
+        assert Path(out).read_bytes() == data
