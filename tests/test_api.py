@@ -19,7 +19,7 @@ from hubpin.sync import sync
 @pytest.fixture(scope="module")
 def project(hub, tmp_path_factory):  # noqa: ANN001, ANN201
     """A project folder (hubpin.toml + hubpin.lock) and a synced cache."""
-    from conftest import unique_repo
+    from harness import unique_repo
 
     src = tmp_path_factory.mktemp("asrc")
     (src / "config.json").write_text("{}")

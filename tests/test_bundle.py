@@ -507,7 +507,7 @@ def test_export_from_a_cache_huggingface_hub_filled_partially(hub, world: World,
     """A plain HF cache (no hubpin records, no sha256 of regular files, one file of three)."""
     from huggingface_hub import hf_hub_download
 
-    from conftest import unique_repo
+    from harness import unique_repo
 
     repo_id = unique_repo("bundle/plain")
     sha = hub.publish(world.folders["org/alpha"], repo_id)

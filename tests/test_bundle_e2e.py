@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import run_cli, run_python, unique_repo
+from harness import run_cli, run_python, unique_repo
 from hubpin.cli import main
 from hubpin.demo.fixtures import (
     JAPANESE_SENTENCE,

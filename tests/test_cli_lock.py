@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import run_cli, unique_repo
+from harness import run_cli, unique_repo
 from hubpin.lockfile import read_lock
 from hubpin.server.runner import free_port
 

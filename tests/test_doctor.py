@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, run_python, unique_repo
+from harness import run_cli, run_python, unique_repo
 from hubpin.config import load_project
 from hubpin.doctor import diagnose, env_issues, modules_cache_issue, package_issues, weights_issues
 from hubpin.hub import HubClient

@@ -18,7 +18,7 @@ from hubpin.verify import verify
 @pytest.fixture(scope="module")
 def repos(hub, tmp_path_factory):  # noqa: ANN001, ANN201
     """Repo A with commits a1 (old) and a2 (locked); repo B (not in the lock) with one commit."""
-    from conftest import unique_repo
+    from harness import unique_repo
 
     src = tmp_path_factory.mktemp("gsrc")
     (src / "config.json").write_text('{"v": 1}')
@@ -105,7 +105,7 @@ def test_stale_partials_removed_live_ones_kept(hub, repos, cache) -> None:
 
 
 def test_cli_gc_dry_run_lists_and_keeps(hub, repos, cache, tmp_path) -> None:
-    from conftest import run_cli
+    from harness import run_cli
     from hubpin.lockfile import write_lock
 
     a_id, a1, a2, *_ = repos

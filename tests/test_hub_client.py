@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from conftest import unique_repo
+from harness import unique_repo
 from hostile_names import UNSAFE_FILENAMES
 from hubpin.errors import HashMismatchError, NotFoundError, RemoteError, UnsafePathError
 from hubpin.hashing import git_blob_id

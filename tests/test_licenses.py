@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, unique_repo
+from harness import run_cli, unique_repo
 from hubpin.config import load_project
 from hubpin.errors import PolicyError
 from hubpin.hub import HubClient

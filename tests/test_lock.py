@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import unique_repo
+from harness import unique_repo
 from hubpin.config import find_project
 from hubpin.errors import ConfigError, HashMismatchError, NotFoundError, PolicyError
 from hubpin.hashing import git_blob_id

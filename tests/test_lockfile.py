@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from conftest import unique_repo
+from harness import unique_repo
 from hostile_names import UNSAFE_FILENAMES
 from hubpin.config import find_project
 from hubpin.errors import LockfileError

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import unique_repo
+from harness import unique_repo
 from hubpin.demo.fixtures import (
     JAPANESE_REPO_ID,
     JAPANESE_SENTENCE,

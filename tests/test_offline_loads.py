@@ -57,7 +57,7 @@ print("RESULT " + json.dumps(out, ensure_ascii=False))
 def test_offline_loads_get_the_locked_commits(hub, tmp_path: Path) -> None:
     from huggingface_hub import snapshot_download
 
-    from conftest import unique_repo
+    from harness import unique_repo
     from hubpin.demo.fixtures import (
         JAPANESE_REPO_ID,
         JAPANESE_TOKENS,

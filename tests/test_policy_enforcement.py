@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, unique_repo
+from harness import run_cli, unique_repo
 from hubpin.errors import PolicyError
 from hubpin.objects import RepoKey
 from hubpin.policy import Policy

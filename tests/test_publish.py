@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub.utils.sha import git_hash
 
-from conftest import run_cli
+from harness import run_cli
 from hostile_names import UNSAFE_FILENAMES
 from hubpin.errors import UnsafePathError
 from hubpin.objects import RepoKey

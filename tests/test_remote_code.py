@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import unique_repo
+from harness import unique_repo
 from hubpin.config import load_project
 from hubpin.errors import ConfigError, PolicyError
 from hubpin.hub import HubClient

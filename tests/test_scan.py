@@ -7,7 +7,7 @@ import os
 import pickle
 from pathlib import Path
 
-from conftest import run_cli, unique_repo
+from harness import run_cli, unique_repo
 from hubpin.policy import Policy
 from hubpin.scan import scan_folder
 

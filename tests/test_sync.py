@@ -33,7 +33,7 @@ def server(hub):  # noqa: ANN001, ANN201
 @pytest.fixture(scope="module")
 def repo(hub, tmp_path_factory):  # noqa: ANN001, ANN201
     """A model with a nested path, an LFS file and two files with identical bytes; two commits."""
-    from conftest import unique_repo
+    from harness import unique_repo
 
     src = tmp_path_factory.mktemp("src")
     (src / "sub" / "dir").mkdir(parents=True)
@@ -125,7 +125,7 @@ def test_ref_pointing_elsewhere_is_moved_to_the_locked_commit_and_reported(hub, 
 
 def test_tag_moved_on_server_sync_fetches_pinned_commit_and_reports_drift(hub, server, cache_dir, tmp_path) -> None:
     """security.md case 3: the tag is retargeted between lock and sync."""
-    from conftest import unique_repo
+    from harness import unique_repo
 
     _app, url = server
     repo_id = unique_repo("org/tagmove")
@@ -144,7 +144,7 @@ def test_tag_moved_on_server_sync_fetches_pinned_commit_and_reports_drift(hub, s
 
 
 def test_dataset_repo_and_partial_lock_entry_write_no_tree_cache(hub, server, cache_dir, tmp_path) -> None:
-    from conftest import unique_repo
+    from harness import unique_repo
 
     app, url = server
     repo_id = unique_repo("org/ds")
@@ -165,7 +165,7 @@ def test_dataset_repo_and_partial_lock_entry_write_no_tree_cache(hub, server, ca
 
 
 def test_cli_sync_verify_gc_roundtrip(hub, server, repo, tmp_path) -> None:
-    from conftest import run_cli
+    from harness import run_cli
 
     _app, url = server
     repo_id, first, second = repo
@@ -199,7 +199,7 @@ def test_cli_sync_verify_gc_roundtrip(hub, server, repo, tmp_path) -> None:
 
 
 def test_cli_sync_honours_hf_hub_cache_and_hf_home(hub, server, repo, tmp_path) -> None:
-    from conftest import run_cli
+    from harness import run_cli
 
     _app, url = server
     repo_id, first, _ = repo
@@ -218,7 +218,7 @@ def test_cli_sync_honours_hf_hub_cache_and_hf_home(hub, server, repo, tmp_path) 
 
 
 def test_cli_sync_from_bundle_needs_no_network(hub, repo, tmp_path) -> None:
-    from conftest import run_cli
+    from harness import run_cli
     from hubpin.bundle import export_bundle
 
     repo_id, first, _ = repo

@@ -47,7 +47,7 @@ def server(hub):  # noqa: ANN001, ANN201
 @pytest.fixture(scope="module")
 def repo(hub, tmp_path_factory):  # noqa: ANN001, ANN201
     """`prev`: a commit already in the user's cache; `next`: the one being synced (300 kB LFS file)."""
-    from conftest import unique_repo
+    from harness import unique_repo
 
     src = tmp_path_factory.mktemp("faults-src")
     (src / "config.json").write_text('{"v": 1}')
@@ -239,7 +239,7 @@ def test_corrupt_kept_partial_is_detected_and_redone(hub, server, repo, cache, a
 
 
 def test_case8_sigkill_mid_download_then_rerun_completes(hub, server, repo, cache, app, tmp_path) -> None:
-    from conftest import run_cli  # noqa: F401  (same console script)
+    from harness import run_cli  # noqa: F401  (same console script)
 
     _app, url = server
     app.faults.trickle = (8192, 0.05)
@@ -341,7 +341,7 @@ def test_case10_enospc_mid_write_and_preflight(hub, server, repo, cache, app, mo
 
 @pytest.mark.parametrize("name", UNSAFE_FILENAMES)
 def test_case11_hostile_names_in_lock_rejected_before_any_filesystem_call(hub, repo, tmp_path, name) -> None:
-    from conftest import run_cli
+    from harness import run_cli
 
     lock = _lock(hub, repo)
     text = lock.to_toml().replace('path = "config.json"', f"path = {json.dumps(name)}")
@@ -357,7 +357,7 @@ def test_case11_hostile_names_in_lock_rejected_before_any_filesystem_call(hub, r
 
 
 def test_case15_planted_links_and_edited_ref_detected_and_never_written_through(hub, server, repo, cache, tmp_path) -> None:
-    from conftest import run_cli
+    from harness import run_cli
 
     _app, url = server
     lock = _lock(hub, repo)
@@ -424,7 +424,7 @@ def test_case23_429_retry_after_is_honoured(hub, server, repo, cache, app, trans
 
 
 def test_case23_many_small_files_bounded_concurrency(hub, server, app, tmp_path) -> None:
-    from conftest import unique_repo
+    from harness import unique_repo
 
     _app, url = server
     src = tmp_path / "many"
@@ -441,7 +441,7 @@ def test_case23_many_small_files_bounded_concurrency(hub, server, app, tmp_path)
 
 
 def test_case25_html_with_200_is_rejected(hub, server, repo, cache, app, transport) -> None:
-    from conftest import run_cli
+    from harness import run_cli
 
     _app, url = server
     app.faults.html = True
@@ -460,7 +460,7 @@ def test_case25_html_with_200_is_rejected(hub, server, repo, cache, app, transpo
 
 
 def test_case2_lock_pinning_a_branch_instead_of_a_commit_is_refused(hub, repo, tmp_path) -> None:
-    from conftest import run_cli
+    from harness import run_cli
 
     lock = _lock(hub, repo)
     lock_path = tmp_path / "hubpin.lock"
@@ -476,7 +476,7 @@ def test_case23_small_fd_limit(hub, server, app, tmp_path) -> None:
     """Bounded concurrency: 300 files with `ulimit -n 64` (connections and files are not leaked)."""
     import resource
 
-    from conftest import unique_repo
+    from harness import unique_repo
 
     _app, url = server
     src = tmp_path / "many"

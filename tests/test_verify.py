@@ -19,7 +19,7 @@ from hubpin.verify import verify
 
 @pytest.fixture(scope="module")
 def synced(hub, tmp_path_factory):  # noqa: ANN001, ANN201
-    from conftest import unique_repo
+    from harness import unique_repo
 
     src = tmp_path_factory.mktemp("vsrc")
     (src / "sub").mkdir()
@@ -78,7 +78,7 @@ def test_dangling_link_and_symlink_free_cache(case) -> None:
 
 
 def test_cli_verify_lines_json_and_exit_codes(case, tmp_path: Path) -> None:
-    from conftest import run_cli
+    from harness import run_cli
 
     lock, cache, folder, sha = case
     lock_path = tmp_path / "hubpin.lock"

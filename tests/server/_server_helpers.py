@@ -1,7 +1,7 @@
 """Helpers and fixtures shared by the mirror tests.
 
 Deliberately not a `conftest.py`: a second module named `conftest` would shadow the root one for
-every test file that does `from conftest import …`. Test modules import the fixtures they use.
+every test file that does `from harness import …`. Test modules import the fixtures they use.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import httpx
 from _ops_helpers import mirror_app, new_store, serve, store_files, write_folder
 from huggingface_hub import hf_hub_download
 
-from conftest import run_cli
+from harness import run_cli
 from hubpin.hashing import git_blob_id
 from hubpin.objects import RepoKey
 from hubpin.publish import publish

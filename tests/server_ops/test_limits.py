@@ -182,5 +182,5 @@ def test_per_ip_limit_option_reaches_both_layers(tmp_path):
     assert proto.limits.max_conns_per_ip == 0 and proto.limits.max_requests_per_ip == 0
     mw = next(m for m in app.state.config.middleware if m.cls is LimitsMiddleware)
     assert mw.kwargs["limits"].max_requests_per_ip == 0
-    res = __import__("conftest").run_cli("serve", "--store", str(tmp_path / "store"), "--per-ip-limit", "-1")
+    res = __import__("harness").run_cli("serve", "--store", str(tmp_path / "store"), "--per-ip-limit", "-1")
     assert res.returncode == 2 and "--per-ip-limit" in res.stderr

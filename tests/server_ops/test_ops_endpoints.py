@@ -14,7 +14,7 @@ import httpx
 from _ops_helpers import mirror_app, new_store, publish_files, serve, write_folder
 from huggingface_hub import hf_hub_download
 
-from conftest import unique_repo
+from harness import unique_repo
 from hubpin.server.runner import free_port
 
 
