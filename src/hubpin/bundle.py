@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from ._bundle_read import BlobDigest, BundleReader
 from ._bundle_write import select_entries, write_bundle, write_dir
 from ._fsutil import open_new
 from .errors import BundleError, HubpinError, NotSyncedError
+from .hashing import CHUNK
 from .lockfile import LockedRepo, Lockfile
 from .objects import Commit, RepoKey
 from .paths import is_commit_sha
@@ -265,15 +267,15 @@ def _plan_refs(target: Store, entries: list[LockedRepo], force: bool,
 
 def _install(reader: BundleReader, entries: list[LockedRepo], target: Store, force: bool,
              report: ImportReport, check_signature: Callable[[Signature | None], None], policy: Any = None) -> None:
-    needed: dict[str, BlobRef] = {b.sha256: b for b in reader.manifest.blobs}
-    wanted = {str(f.sha256) for r in entries for f in r.files}
+    dests = _destinations(entries, reader.path)
+    first: dict[str, tuple[RepoKey, str]] = {}
+    for repo, etag, sha, _size in dests:
+        first.setdefault(sha, (repo, etag))  # where each content is staged; other uses link to it
     need_sha1 = {str(f.sha256) for r in entries for f in r.files if not f.lfs}
-    needed_bytes = sum(b.size for s, b in needed.items() if s in wanted)
-    local = isinstance(target, LocalStore)
+    needed_bytes = sum(b.size for b in reader.manifest.blobs if b.sha256 in first)
     fsync = getattr(target, "fsync", True)
     created: list[Path] = []
-    if local:
-        assert isinstance(target, LocalStore)
+    if isinstance(target, LocalStore):
         for d in (target.root, target.root / ".hubpin"):
             if not d.exists():
                 d.mkdir(parents=True)  # hidden folder on the target fs: renames out of it are atomic
@@ -284,14 +286,19 @@ def _install(reader: BundleReader, entries: list[LockedRepo], target: Store, for
     else:
         staging = Path(tempfile.mkdtemp(prefix="hubpin-staging-"))
         space_root = staging
+    pool = ThreadPoolExecutor(1, thread_name_prefix="hubpin-snapshots")
     try:
         free = shutil.disk_usage(_existing_parent(space_root)).free
         # advisory: some filesystems report 0 free; and a bundle smaller than what its manifest
         # claims is truncated or hostile, which the stream reports precisely
         if 0 < free < needed_bytes and (reader.size is None or needed_bytes <= reader.size):
             raise _no_space(target.location, needed_bytes, space_root)
-        digests, sig = _stream_to_staging(reader, staging, wanted, need_sha1, fsync, target.location,
-                                          needed_bytes, space_root)
+        # new snapshot folders are built in staging while the blobs stream in (metadata work
+        # overlaps data work); nothing of it is visible until everything is verified
+        snapshots = pool.submit(_prebuild_snapshots, target, staging, entries) if isinstance(
+            target, LocalStore) else None
+        digests, sig = _stream_to_staging(reader, lambda sha: _staged(staging, *first[sha]) if sha in first
+                                          else None, fsync, target.location, needed_bytes, space_root, need_sha1)
         check_signature(sig)
         report.signer = sig.fingerprint if sig else None
         _check_etags(entries, digests, reader.path)
@@ -299,36 +306,45 @@ def _install(reader: BundleReader, entries: list[LockedRepo], target: Store, for
             # supply-chain policy (hubpin.policy): check the staged bytes before anything is installed
             from .policy import enforce_locked_bytes
 
-            enforce_locked_bytes(entries, lambda r, f: staging / str(f.sha256), policy)
+            enforce_locked_bytes(entries, lambda r, f: _staged(staging, *first[str(f.sha256)]), policy)
         refs = _plan_refs(target, entries, force, report)
-        if local:
-            assert isinstance(target, LocalStore)
-            _commit_local(target, staging, entries, report)
+        _link_shared(staging, dests, first)
+        if isinstance(target, LocalStore):
+            assert snapshots is not None
+            _commit_local(target, staging, entries, dests, snapshots.result(), report)
         else:
-            _commit_store(target, staging, entries, report)
+            _commit_store(target, staging, dests, entries, report)
         for repo, name, sha in refs:
             target.set_ref(repo, name, sha)
             report.refs_set.append((str(repo), name, sha))
         report.repos = [(str(r.repo), r.revision, r.commit, len(r.files)) for r in entries]
     finally:
+        pool.shutdown(wait=True)  # the snapshot builder is done before its folder is removed
         shutil.rmtree(staging, ignore_errors=True)
         for d in reversed(created):
             with contextlib.suppress(OSError):
                 d.rmdir()  # only if still empty: a failed import leaves the target as it was
 
 
-def _stream_to_staging(reader: BundleReader, staging: Path, wanted: set[str], need_sha1: set[str], fsync: bool,
-                       target: str, needed_bytes: int, space_root: Path
+def _staged(staging: Path, repo: RepoKey, etag: str) -> Path:
+    """`<staging>/<models--org--name>/blobs/<etag>`: laid out so a new repo's blobs/ moves in whole."""
+    return staging / repo.folder / "blobs" / etag
+
+
+def _stream_to_staging(reader: BundleReader, path_for: Callable[[str], Path | None], fsync: bool,
+                       target: str, needed_bytes: int, space_root: Path, need_sha1: set[str]
                        ) -> tuple[dict[str, BlobDigest], Signature | None]:
     open_files: list[_StagingFile] = []
 
-    def sink(blob: BlobRef):  # type: ignore[no-untyped-def]
-        if blob.sha256 not in wanted:
+    def sink(blob: BlobRef) -> Callable[[memoryview], object] | None:
+        path = path_for(blob.sha256)
+        if path is None:
             return None  # not installed (sync of a subset): hashed on the way past, never written
         for f in open_files:
             f.close(fsync)
         open_files.clear()
-        sf = _StagingFile(staging / blob.sha256)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf = _StagingFile(path)
         open_files.append(sf)
         return sf.write
 
@@ -360,18 +376,39 @@ def _check_etags(entries: list[LockedRepo], digests: dict[str, BlobDigest], bund
                                   hint="the manifest does not match the bytes; get a fresh copy")
 
 
-def _destinations(entries: list[LockedRepo]) -> list[tuple[RepoKey, str, str, int]]:
-    seen: set[tuple[RepoKey, str]] = set()
+def _destinations(entries: list[LockedRepo], bundle: Path) -> list[tuple[RepoKey, str, str, int]]:
+    """Each (repo, etag) to install once, with its content's sha256 and size."""
+    seen: dict[tuple[RepoKey, str], str] = {}
     out = []
     for r in entries:
         for f in r.files:
-            if (r.repo, f.etag) not in seen:
-                seen.add((r.repo, f.etag))
-                out.append((r.repo, f.etag, str(f.sha256), f.size))
+            sha = str(f.sha256)
+            prior = seen.setdefault((r.repo, f.etag), sha)
+            if prior != sha:
+                raise BundleError(f"bundle {bundle}: {r.repo}: etag {f.etag} names two contents "
+                                  f"(sha256 {prior} and {sha})")
+            if prior is sha:
+                out.append((r.repo, f.etag, sha, f.size))
     return out
 
 
-def _commit_local(store: LocalStore, staging: Path, entries: list[LockedRepo], report: ImportReport) -> None:
+def _link_shared(staging: Path, dests: list[tuple[RepoKey, str, str, int]],
+                 first: dict[str, tuple[RepoKey, str]]) -> None:
+    """Other uses of a shared content get their own name in staging (before anything moves)."""
+    for repo, etag, sha, _size in dests:
+        if first[sha] == (repo, etag):
+            continue
+        src, dst = _staged(staging, *first[sha]), _staged(staging, repo, etag)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)  # blobs are immutable: one inode, no extra space
+        except OSError:
+            shutil.copyfile(src, dst)
+
+
+def _commit_local(store: LocalStore, staging: Path, entries: list[LockedRepo],
+                  dests: list[tuple[RepoKey, str, str, int]], snapshots: list[tuple[Path, Path]],
+                  report: ImportReport) -> None:
     checked: set[Path] = set()
 
     def check(folder: Path) -> None:
@@ -379,32 +416,26 @@ def _commit_local(store: LocalStore, staging: Path, entries: list[LockedRepo], r
             store._check_no_symlinks(folder)  # never write through a planted link
             checked.add(folder)
 
-    # every copy a shared blob needs, and every new snapshot folder, is made inside staging
-    # first: after this only renames remain
-    uses: dict[str, int] = {}
-    staged: list[tuple[Path, Path]] = []
-    for repo, etag, sha, size in _destinations(entries):
-        n = uses.get(sha, 0)
-        uses[sha] = n + 1
-        src = staging / sha
-        if n:
-            extra = staging / f"{sha}.{n}"
-            try:
-                os.link(src, extra)  # blobs are immutable: one inode, no extra space
-            except OSError:
-                shutil.copyfile(src, extra)
-            src = extra
-        final = store.blob_path(repo, etag)
+    repos = list(dict.fromkeys(repo for repo, *_ in dests))
+    for repo in repos:
+        check(store.repo_dir(repo) / "blobs")
+    for _tmp, final in snapshots:
         check(final.parent)
-        staged.append((src, final))
+    # verified: now only renames. A repo new to the cache gets its whole blobs/ in one rename.
+    for repo in repos:
+        staged, final = staging / repo.folder / "blobs", store.repo_dir(repo) / "blobs"
+        if not final.exists() and not final.is_symlink():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):  # one appeared meanwhile: merged file by file below
+                os.rename(staged, final)
+                continue
+        final.mkdir(parents=True, exist_ok=True)
+        for p in staged.iterdir():
+            os.replace(p, final / p.name)  # a verified copy replaces whatever was cached under that name
+    for _repo, _etag, _sha, size in dests:
         report.blobs += 1
         report.bytes += size
-    snapshots = _prebuild_snapshots(store, staging, entries)
-    for src, final in staged:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src, final)  # a verified copy replaces whatever was cached under that name
     for tmp, final in snapshots:
-        check(final.parent)
         final.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):  # one appeared meanwhile: link_snapshot merges below
             os.rename(tmp, final)
@@ -436,10 +467,11 @@ def _prebuild_snapshots(store: LocalStore, staging: Path, entries: list[LockedRe
     return moves
 
 
-def _commit_store(store: Store, staging: Path, entries: list[LockedRepo], report: ImportReport) -> None:
-    for repo, etag, sha, size in _destinations(entries):
-        with store.blob_writer(repo, etag, size, sha) as w, open(staging / sha, "rb") as f:
-            while chunk := f.read(4 << 20):
+def _commit_store(store: Store, staging: Path, dests: list[tuple[RepoKey, str, str, int]],
+                  entries: list[LockedRepo], report: ImportReport) -> None:
+    for repo, etag, sha, size in dests:
+        with store.blob_writer(repo, etag, size, sha) as w, open(_staged(staging, repo, etag), "rb") as f:
+            while chunk := f.read(CHUNK):
                 w.write(chunk)
         report.blobs += 1
         report.bytes += size
