@@ -179,20 +179,23 @@ def run_all(args: argparse.Namespace, repos: dict, url: str, work: Path) -> dict
                  "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     for name in ("big", "small"):
         key, lock = repos[name]
-        ours, peer, rss = [], [], []
+        ours, peer, rss, nofsync = [], [], [], []
         for i in range(args.runs):
-            for who in ("hubpin", "hf") if i % 2 == 0 else ("hf", "hubpin"):
+            for who in ("hubpin", "hf", "nofsync") if i % 2 == 0 else ("nofsync", "hf", "hubpin"):
                 cache = work / f"cache-{name}-{who}-{i}"
-                if who == "hubpin":
+                if who in ("hubpin", "nofsync"):
+                    extra = ["--no-fsync"] if who == "nofsync" else []
                     t, m, _ = timed([HUBPIN, "sync", "--lock", str(lock), "--cache-dir", str(cache),
-                                     "--endpoint", url], env)
-                    ours.append(t)
+                                     "--endpoint", url, *extra], env)
+                    (ours if who == "hubpin" else nofsync).append(t)
                     rss.append(m)
                 else:
                     t, _m, _ = timed([PY, "-c", _HF, key.id, str(cache)], env)
                     peer.append(t)
                 shutil.rmtree(cache)
         res[name] = {"hubpin_s": ours, "hf_s": peer, "hubpin_median": statistics.median(ours),
+                     "nofsync_s": nofsync, "nofsync_median": statistics.median(nofsync),
+                     "nofsync_speedup": statistics.median(peer) / statistics.median(nofsync),
                      "hf_median": statistics.median(peer), "speedup": statistics.median(peer) / statistics.median(ours),
                      "hubpin_peak_rss": max(rss)}
         print(name, res[name], file=sys.stderr)
@@ -230,26 +233,32 @@ def run_all(args: argparse.Namespace, repos: dict, url: str, work: Path) -> dict
 
 def chart(res: dict, path: Path) -> None:
     """A small SVG: hubpin vs peer, seconds (median), per workload."""
+    big, small, ver = res["big"], res["small"], res["verify"]
     rows = [
-        (f"1 x {res['big'].get('label', '512 MiB')} sync", res["big"]["hubpin_median"], res["big"]["hf_median"], "snapshot_download"),
-        ("1,000 x 4 KiB sync", res["small"]["hubpin_median"], res["small"]["hf_median"], "snapshot_download"),
-        ("verify 2 GiB", res["verify"]["verify_median"], res["verify"]["bytes"] / res["verify"]["target_rate"],
-         "0.9 x sha256 x cores"),
+        ("1 x 512 MiB sync", [("hubpin sync", big["hubpin_median"], "#2b7bb9"),
+                              ("hubpin sync --no-fsync", big["nofsync_median"], "#7fb3d9"),
+                              ("snapshot_download", big["hf_median"], "#bbbbbb")]),
+        ("1,000 x 4 KiB sync", [("hubpin sync", small["hubpin_median"], "#2b7bb9"),
+                                ("hubpin sync --no-fsync", small["nofsync_median"], "#7fb3d9"),
+                                ("snapshot_download", small["hf_median"], "#bbbbbb")]),
+        ("verify 2 GiB", [("hubpin verify", ver["verify_median"], "#2b7bb9"),
+                          ("0.9 x sha256 x cores", ver["bytes"] / ver["target_rate"], "#bbbbbb")]),
     ]
-    width, bar_h, gap, left = 640, 18, 16, 170
-    scale = (width - left - 120) / max(max(a, b) for _n, a, b, _p in rows)
-    y = 30
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{30 + len(rows) * (2 * bar_h + gap) + 30}" '
+    width, bar_h, gap, left = 680, 18, 16, 150
+    scale = (width - left - 200) / max(v for _n, bars in rows for _l, v, _c in bars)
+    height = 40 + sum(len(bars) * bar_h + gap for _n, bars in rows)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              'font-family="sans-serif" font-size="12">',
-             '<text x="10" y="18" font-weight="bold">hubpin sync/verify vs peers (median seconds, lower is better)</text>']
-    for name, ours, peer, peer_name in rows:
+             '<text x="10" y="18" font-weight="bold">hubpin sync/verify vs peers '
+             '(median seconds, lower is better)</text>']
+    y = 30
+    for name, bars in rows:
         parts.append(f'<text x="10" y="{y + bar_h}">{name}</text>')
-        parts.append(f'<rect x="{left}" y="{y}" width="{ours * scale:.1f}" height="{bar_h - 2}" fill="#2b7bb9"/>')
-        parts.append(f'<text x="{left + ours * scale + 4:.1f}" y="{y + bar_h - 5}">hubpin {ours:.2f} s</text>')
-        y += bar_h
-        parts.append(f'<rect x="{left}" y="{y}" width="{peer * scale:.1f}" height="{bar_h - 2}" fill="#bbbbbb"/>')
-        parts.append(f'<text x="{left + peer * scale + 4:.1f}" y="{y + bar_h - 5}">{peer_name} {peer:.2f} s</text>')
-        y += bar_h + gap
+        for label, value, color in bars:
+            parts.append(f'<rect x="{left}" y="{y}" width="{value * scale:.1f}" height="{bar_h - 2}" fill="{color}"/>')
+            parts.append(f'<text x="{left + value * scale + 4:.1f}" y="{y + bar_h - 5}">{label} {value:.2f} s</text>')
+            y += bar_h
+        y += gap
     parts.append("</svg>")
     path.write_text("\n".join(parts) + "\n")
 

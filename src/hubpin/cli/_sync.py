@@ -34,8 +34,11 @@ def _lock(path: Path | None) -> tuple[Lockfile, Path]:
 @click.option("--trust", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="With --from: public key the bundle must be signed with.")
 @click.option("--lock", "lock_path", type=click.Path(path_type=Path, dir_okay=False), default=None, help=_LOCK_HELP)
+@click.option("--no-fsync", is_flag=True,
+              help="Do not flush new blobs to disk before linking them (as huggingface_hub does): faster, "
+              "but a power cut may leave a corrupt blob that only `hubpin verify` finds.")
 def sync_cmd(cache_dir: Path | None, endpoint: str | None, jobs: int, bundle: Path | None, trust: Path | None,
-             lock_path: Path | None) -> None:
+             lock_path: Path | None, no_fsync: bool) -> None:
     """Fetch exactly the locked files into the HF cache, verified.
 
     Missing blobs are downloaded in parallel, hashed while written and published only when
@@ -57,7 +60,7 @@ def sync_cmd(cache_dir: Path | None, endpoint: str | None, jobs: int, bundle: Pa
         raise BadInput("--trust only applies with --from BUNDLE")
     from ..sync import sync
 
-    report = sync(lock, cache_dir=cache_dir, endpoint=endpoint, jobs=jobs, start=where.parent)
+    report = sync(lock, cache_dir=cache_dir, endpoint=endpoint, jobs=jobs, start=where.parent, fsync=not no_fsync)
     for r in report.refs_moved:
         if r.old is not None:
             click.echo(f"warning: {r.repo}: refs/{r.name} pointed to {r.old.strip()[:40]!s}; moved to the locked "
