@@ -29,7 +29,6 @@ from typing import Any
 from ._bundle_format import BlobRef, Manifest
 from ._bundle_read import BlobDigest, BundleReader
 from ._bundle_write import select_entries, write_bundle, write_dir
-from ._fsutil import open_new
 from .errors import BundleError, HubpinError, NotSyncedError
 from .hashing import CHUNK
 from .lockfile import LockedRepo, Lockfile
@@ -147,18 +146,23 @@ class _StagingFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._f = open_new(path)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        self._fd = os.open(path, flags, 0o644)
 
     def write(self, data: memoryview) -> None:
-        self._f.write(data)
+        while data:
+            n = os.write(self._fd, data)
+            data = data[n:]
 
     def close(self, fsync: bool) -> None:
+        if self._fd < 0:
+            return
         try:
-            self._f.flush()
             if fsync:
-                os.fsync(self._f.fileno())
+                os.fsync(self._fd)
         finally:
-            self._f.close()
+            os.close(self._fd)
+            self._fd = -1
 
 
 def _covering(manifest: Manifest, lock: Lockfile, bundle: Path) -> list[LockedRepo]:
@@ -335,6 +339,7 @@ def _stream_to_staging(reader: BundleReader, path_for: Callable[[str], Path | No
                        target: str, needed_bytes: int, space_root: Path, need_sha1: set[str]
                        ) -> tuple[dict[str, BlobDigest], Signature | None]:
     open_files: list[_StagingFile] = []
+    made: set[Path] = set()
 
     def sink(blob: BlobRef) -> Callable[[memoryview], object] | None:
         path = path_for(blob.sha256)
@@ -343,7 +348,9 @@ def _stream_to_staging(reader: BundleReader, path_for: Callable[[str], Path | No
         for f in open_files:
             f.close(fsync)
         open_files.clear()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.add(path.parent)
         sf = _StagingFile(path)
         open_files.append(sf)
         return sf.write
