@@ -232,3 +232,16 @@ def test_cli_sync_from_bundle_needs_no_network(hub, repo, tmp_path) -> None:
                 "--endpoint", "http://127.0.0.1:9")
     assert r.returncode == 0, r.stderr
     assert verify(lock, cache_dir=cache).ok
+
+
+def test_cli_sync_no_fsync_still_verifies(hub, server, repo, tmp_path) -> None:
+    from conftest import run_cli
+
+    _app, url = server
+    repo_id, first, _ = repo
+    lock_path = tmp_path / "hubpin.lock"
+    lock = lock_for(hub.store, repo_id, first)
+    write_lock(lock, lock_path)
+    r = run_cli("sync", "--lock", str(lock_path), "--cache-dir", str(tmp_path / "c"), "--endpoint", url, "--no-fsync")
+    assert r.returncode == 0, r.stderr
+    assert verify(lock, cache_dir=tmp_path / "c").ok
