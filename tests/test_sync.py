@@ -235,7 +235,7 @@ def test_cli_sync_from_bundle_needs_no_network(hub, repo, tmp_path) -> None:
 
 
 def test_cli_sync_no_fsync_still_verifies(hub, server, repo, tmp_path) -> None:
-    from conftest import run_cli
+    from harness import run_cli
 
     _app, url = server
     repo_id, first, _ = repo
