@@ -142,10 +142,12 @@ def test_cli_endpoint_precedence_and_pyproject(hub, tmp_path: Path) -> None:  # 
     (proj / "pyproject.toml").write_text(original)
     sub = proj / "src"
     sub.mkdir()
-    r = run_cli("add", rid, cwd=sub)  # [settings] endpoint beats HF_ENDPOINT (which points at the hub)
+    r = run_cli("add", rid, cwd=sub, env={"HF_ENDPOINT": ""})  # no env: [settings] endpoint is used
     assert r.returncode == 3 and dead in r.stderr
     assert (proj / "pyproject.toml").read_text() == original
-    r = run_cli("add", rid, "--endpoint", hub.url, cwd=sub)  # --endpoint beats [settings]
+    r = run_cli("add", rid, "--endpoint", hub.url, cwd=sub, env={"HF_ENDPOINT": dead})  # --endpoint beats all
+    assert r.returncode == 0, r.stderr
+    r = run_cli("lock", "--upgrade", cwd=sub)  # HF_ENDPOINT (the hub) overrides [settings] endpoint (dead)
     assert r.returncode == 0, r.stderr
     assert read_lock(proj / "hubpin.lock").find(rid).commit == sha  # type: ignore[union-attr]
     text = (proj / "pyproject.toml").read_text()

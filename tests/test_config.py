@@ -146,10 +146,9 @@ def test_resolve_endpoint_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyP
     p = find_project(tmp_path)
     monkeypatch.setenv("HF_ENDPOINT", "http://from-env/")
     assert resolve_endpoint("http://from-flag/", p) == "http://from-flag"
-    assert resolve_endpoint(None, p) == "http://from-config"
-    (tmp_path / "hubpin.toml").write_text("[settings]\n")
-    assert resolve_endpoint(None, find_project(tmp_path)) == "http://from-env"
+    assert resolve_endpoint(None, p) == "http://from-env"  # the environment overrides the project file
     monkeypatch.delenv("HF_ENDPOINT")
+    assert resolve_endpoint(None, p) == "http://from-config"
     assert resolve_endpoint(None, None) == "https://huggingface.co"
     with pytest.raises(ConfigError):
         resolve_endpoint("mirror.internal", None)

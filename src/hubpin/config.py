@@ -298,8 +298,12 @@ def find_project(start: str | os.PathLike[str] | None = None, *, config: str | o
 
 
 def resolve_endpoint(endpoint: str | None = None, project: Project | None = None) -> str:
-    """`--endpoint`, then `[settings] endpoint`, then `HF_ENDPOINT`, then https://huggingface.co."""
-    for value in (endpoint, project.endpoint if project else None, _env.default_endpoint()):
+    """`--endpoint`, then `HF_ENDPOINT`, then `[settings] endpoint`, then https://huggingface.co.
+
+    The environment overrides the project file (DESIGN.md): one checked-in `hubpin.toml` can name
+    the Hub while CI or a data centre points `HF_ENDPOINT` at its own mirror.
+    """
+    for value in (endpoint, _env.default_endpoint(), project.endpoint if project else None):
         if value:
             if not value.startswith(("http://", "https://")):
                 raise ConfigError(f"endpoint {value!r}: expected an http:// or https:// URL")
