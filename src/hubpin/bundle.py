@@ -302,7 +302,7 @@ def _install(reader: BundleReader, entries: list[LockedRepo], target: Store, for
         snapshots = pool.submit(_prebuild_snapshots, target, staging, entries) if isinstance(
             target, LocalStore) else None
         digests, sig = _stream_to_staging(reader, lambda sha: _staged(staging, *first[sha]) if sha in first
-                                          else None, fsync, target.location, needed_bytes, space_root, need_sha1)
+                                          else None, False, target.location, needed_bytes, space_root, need_sha1)
         check_signature(sig)
         report.signer = sig.fingerprint if sig else None
         _check_etags(entries, digests, reader.path)
@@ -311,6 +311,9 @@ def _install(reader: BundleReader, entries: list[LockedRepo], target: Store, for
             from .policy import enforce_locked_bytes
 
             enforce_locked_bytes(entries, lambda r, f: _staged(staging, *first[str(f.sha256)]), policy)
+        if fsync:  # durable before anything is published; deferred so writeback runs in big batches
+            for repo, etag in first.values():
+                _fsync_path(_staged(staging, repo, etag))
         refs = _plan_refs(target, entries, force, report)
         _link_shared(staging, dests, first)
         if isinstance(target, LocalStore):
@@ -328,6 +331,14 @@ def _install(reader: BundleReader, entries: list[LockedRepo], target: Store, for
         for d in reversed(created):
             with contextlib.suppress(OSError):
                 d.rmdir()  # only if still empty: a failed import leaves the target as it was
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _staged(staging: Path, repo: RepoKey, etag: str) -> Path:
