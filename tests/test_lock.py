@@ -232,3 +232,26 @@ def test_unlock_drops_the_code_repos_only_it_required() -> None:
     lock = Lockfile((entry("org/a"), entry("org/b"), entry("org/code1", "org/a", "org/b"), entry("org/code2", "org/a")))
     after = unlock(lock, RepoKey("model", "org/a"))
     assert [(r.repo.id, r.required_by) for r in after.repos] == [("org/b", ()), ("org/code1", ("org/b",))]
+
+
+def test_each_regular_file_is_downloaded_once_per_lock(hub, tmp_path: Path) -> None:  # noqa: ANN001
+    """The policy hook judges the copies `lock` already verified instead of fetching them again."""
+    rid = unique_repo("org/once")
+    hub.publish(_folder(tmp_path / "src", {**SMALL, "model.safetensors": WEIGHTS}), rid)
+    gets: list[str] = []
+    app = create_app(hub.store)
+
+    async def counting(scope, receive, send):  # noqa: ANN001, ANN202
+        if scope["type"] == "http" and scope["method"] == "GET" and "/resolve/" in scope["path"]:
+            gets.append(scope["path"].rsplit("/", 1)[-1] + ("" if not _has_range(scope) else " (range)"))
+        await app(scope, receive, send)
+
+    with serve_in_thread(counting) as url, HubClient(url, token=False) as c:
+        lock_project(_project(tmp_path / "proj", f'[models."{rid}"]\n'), c)
+    # three regular files fetched whole once each; the LFS weights only sniffed or fetched once
+    assert sorted(g for g in gets if not g.startswith("model.")) == ["README.md", "config.json", "vocab.txt"]
+    assert len([g for g in gets if g.startswith("model.")]) <= 1
+
+
+def _has_range(scope: dict) -> bool:  # type: ignore[type-arg]
+    return any(k == b"range" for k, _v in scope["headers"])

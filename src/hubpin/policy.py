@@ -231,10 +231,15 @@ def lock_hook(ctx: Any) -> list[Any]:
         # the card and LICENSE files decide the license even when include/exclude leave them out
         locked = {f.path for f in entry.files}
         wanted += [f for f in ctx.remote_files if f.path not in locked and is_license_file(f.path)]
+    # regular files that `lock` just downloaded and verified are judged from those copies:
+    # fetching them a second time doubled the network cost of a lock
+    have: Mapping[str, Path] = getattr(ctx, "downloaded", None) or {}
+    reused = [(f.path, have[f.path]) for f in wanted if f.path in have]
+    to_fetch = [f for f in wanted if f.path not in have]
     with tempfile.TemporaryDirectory(prefix="hubpin-policy-") as tmp:
-        files, partial = _fetch_for_policy(ctx.client, entry.repo, entry.commit, wanted, Path(tmp),
-                                           getattr(ctx, "_jobs", 8))
-        report = scan_files(files, policy, target=str(ctx.decl.repo), partial=partial)
+        fetched, partial = _fetch_for_policy(ctx.client, entry.repo, entry.commit, to_fetch, Path(tmp),
+                                             getattr(ctx, "_jobs", 8))
+        report = scan_files(reused + fetched, policy, target=str(ctx.decl.repo), partial=partial)
     enforce_report(report)
     extras = []
     for code_repo in report.code_repos:
