@@ -92,7 +92,7 @@ def test_stale_partials_removed_live_ones_kept(hub, repos, cache) -> None:
     resting = blobs / f"{etag}.hubpin-partial"
     resting.write_bytes(b"r" * 100)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    from hubpin._download import _HOST
+    from hubpin._partials import _HOST
 
     orphan = blobs / f"{etag}.{dead.stdout.strip()}@{_HOST}.0123abcd.hubpin-partial"  # a SIGKILLed writer
     orphan.write_bytes(b"o" * 50)

@@ -27,18 +27,25 @@ import hashlib
 import os
 import queue
 import re
-import socket
 import stat
-import sys
 import threading
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from ._partials import (
+    PARTIAL_SUFFIX,
+    claim,
+    disk_free,
+    find_partials,
+    inflight_name,
+    is_stale_partial,
+    partial_bytes,
+    resting_name,
+    syncfs,
+)
 from ._rawhttp import RawPool, RawResponse
 from .errors import CheckFailed, DriftError, HashMismatchError, HubpinError, RemoteError
 from .hashing import CHUNK
@@ -57,21 +64,12 @@ __all__ = [
     "syncfs",
 ]
 
-PARTIAL_SUFFIX = ".hubpin-partial"
-_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64] or "host"
-_PARTIAL = re.compile(
-    r"^(?P<etag>[0-9a-f]{40}|[0-9a-f]{64})(?:\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.[0-9a-f]{8})?"
-    + re.escape(PARTIAL_SUFFIX)
-    + "$"
-)
 #: blobs bigger than this are hashed on a helper thread while they download
 BACKGROUND_HASH_MIN = 4 << 20
 #: blobs at least this big are fetched under the `.locks/` lock (dedup across processes)
 LOCK_MIN_SIZE = 256 * 1024
 #: bytes worth keeping for the next run (below this, a rerun just fetches the file again)
 KEEP_PARTIAL_MIN = 64 * 1024
-#: an in-flight file of another host is taken over only when untouched for this long
-FOREIGN_STALE_SECONDS = 600.0
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _RATELIMIT_T = re.compile(r"\bt=(\d+)")
 
@@ -121,145 +119,6 @@ class BlobResult:
     requests: int = 0
     skipped: bool = False  # someone else published it meanwhile
 
-
-# -- partial files -------------------------------------------------------------------------
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def is_stale_partial(path: Path, *, now: float | None = None) -> bool:
-    """True when no live writer owns this partial: a resting one, a dead local pid, or an old foreign one."""
-    m = _PARTIAL.match(path.name)
-    if m is None:
-        return False
-    if m.group("pid") is None:
-        return True
-    if m.group("host") == _HOST:
-        return not _pid_alive(int(m.group("pid")))
-    try:
-        age = (now or time.time()) - path.lstat().st_mtime
-    except FileNotFoundError:
-        return False
-    return age > FOREIGN_STALE_SECONDS
-
-
-def find_partials(blobs_dir: Path, etag: str | None = None) -> list[Path]:
-    """Every partial download in `blobs_dir` (of one etag, when given)."""
-    try:
-        names = os.listdir(blobs_dir)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    out = []
-    for name in names:
-        m = _PARTIAL.match(name)
-        if m and (etag is None or m.group("etag") == etag):
-            out.append(blobs_dir / name)
-    return sorted(out)
-
-
-def partial_bytes(blobs_dir: Path, etag: str) -> int:
-    """Bytes already on disk for `etag` in claimable partials (for progress and space checks)."""
-    best = 0
-    for p in find_partials(blobs_dir, etag):
-        if is_stale_partial(p):
-            with contextlib.suppress(OSError):
-                st = p.lstat()
-                if stat.S_ISREG(st.st_mode):
-                    best = max(best, st.st_size)
-    return best
-
-
-def _inflight_name(blobs_dir: Path, etag: str) -> Path:
-    return blobs_dir / f"{etag}.{os.getpid()}@{_HOST}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
-
-
-def _resting_name(blobs_dir: Path, etag: str) -> Path:
-    return blobs_dir / f"{etag}{PARTIAL_SUFFIX}"
-
-
-def _claim(blobs_dir: Path, etag: str, size: int, mine: Path) -> int:
-    """Rename the longest claimable partial of `etag` to `mine`; return its length (0 if none).
-
-    The rename is atomic, so of two processes racing for one partial exactly one gets it.
-    """
-    candidates = []
-    for p in find_partials(blobs_dir, etag):
-        if not is_stale_partial(p):
-            continue
-        with contextlib.suppress(OSError):
-            st = p.lstat()
-            if stat.S_ISREG(st.st_mode):
-                candidates.append((st.st_size, p))
-            else:  # a planted symlink or folder: never write through it
-                p.unlink()
-    for length, p in sorted(candidates, reverse=True):
-        try:
-            os.rename(p, mine)
-        except FileNotFoundError:
-            continue  # another process won it
-        if length > size:  # longer than the blob can be: worthless
-            os.truncate(mine, 0)
-            return 0
-        # the losers of the sort are older attempts at the same bytes: drop them
-        for _n, other in candidates:
-            if other != p:
-                with contextlib.suppress(FileNotFoundError):
-                    other.unlink()
-        return os.stat(mine).st_size
-    return 0
-
-
-# -- disk space ----------------------------------------------------------------------------
-
-
-def disk_free(path: Path) -> int | None:
-    """Free bytes on the filesystem holding `path` (or its nearest existing parent); None if unknown."""
-    p = path
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    try:
-        usage = os.statvfs(p)
-    except OSError:
-        return None
-    if usage.f_blocks == 0:  # FUSE mounts (BlobFuse, #3097) report nothing: the write path decides
-        return None
-    return usage.f_bavail * usage.f_frsize
-
-
-def _libc_syncfs():  # noqa: ANN202 - a ctypes function, or None
-    try:
-        import ctypes
-
-        fn = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int]
-    return fn
-
-
-_SYNCFS = _libc_syncfs() if sys.platform.startswith("linux") else None
-
-
-def syncfs(path: Path) -> bool:
-    """Flush every dirty page of the filesystem holding `path` (Linux `syncfs`); False if unavailable.
-
-    One call after many small blobs costs one journal commit instead of one fsync per file.
-    """
-    if _SYNCFS is None:
-        return False
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        return _SYNCFS(fd) == 0
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -421,8 +280,8 @@ class Downloader:
     def _fetch_unlocked(self, task: BlobTask, final: Path) -> BlobResult:
         entry = task.entry
         task.blobs_dir.mkdir(parents=True, exist_ok=True)
-        mine = _inflight_name(task.blobs_dir, entry.etag)
-        offset = _claim(task.blobs_dir, entry.etag, entry.size, mine) if task.partial else 0
+        mine = inflight_name(task.blobs_dir, entry.etag)
+        offset = claim(task.blobs_dir, entry.etag, entry.size, mine) if task.partial else 0
         if offset:
             fd = os.open(mine, os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
         else:
@@ -480,7 +339,7 @@ class Downloader:
                 os.close(fd)
             if keep and _size(mine) >= KEEP_PARTIAL_MIN:
                 with contextlib.suppress(OSError):
-                    os.replace(mine, _resting_name(task.blobs_dir, entry.etag))
+                    os.replace(mine, resting_name(task.blobs_dir, entry.etag))
             with contextlib.suppress(FileNotFoundError):
                 mine.unlink()
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import _env
-from ._download import find_partials, is_stale_partial
 from ._fsutil import TMP_SUFFIX
+from ._partials import find_partials, is_stale_partial
 from .lockfile import Lockfile
 from .objects import RepoKey
 from .paths import is_commit_sha

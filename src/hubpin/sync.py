@@ -27,19 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import _env
-from ._download import (
-    _SYNCFS,
-    BlobResult,
-    BlobTask,
-    Cancelled,
-    Downloader,
-    InsufficientSpaceError,
-    disk_free,
-    find_partials,
-    partial_bytes,
-    syncfs,
-)
+from ._download import BlobResult, BlobTask, Cancelled, Downloader, InsufficientSpaceError
 from ._fsutil import fsync_dir
+from ._partials import _SYNCFS, disk_free, find_partials, partial_bytes, syncfs
 from ._rawhttp import RawPool
 from .errors import HubpinError, LockfileError, UnsafePathError
 from .lockfile import LockedRepo, Lockfile, read_lock
