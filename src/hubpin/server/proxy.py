@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -207,8 +208,10 @@ class MirrorSource(Source):
         self.lock = lock
         self.ref_ttl = ref_ttl
         root = getattr(store, "root", None)
-        default_spool = Path(root) / ".hubpin" / "spool" if root is not None else Path("/tmp/hubpin-spool")
-        self.flights = SingleFlight(spool_dir or default_spool)
+        if spool_dir is None:
+            # a store without a folder (S3): a private temp folder per process, never a shared fixed path
+            spool_dir = Path(root) / ".hubpin" / "spool" if root is not None else Path(tempfile.mkdtemp(prefix="hubpin-spool-"))
+        self.flights = SingleFlight(spool_dir)
         self._mlock = threading.Lock()
         self._remote: dict[tuple[RepoKey, str], Commit] = {}  # fetched from upstream, not yet stored
         self._ref_cache: dict[tuple[RepoKey, str], tuple[str, float]] = {}
