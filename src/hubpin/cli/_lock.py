@@ -36,7 +36,7 @@ def _endpoint_option(f: F) -> F:
         "--endpoint",
         default=None,
         metavar="URL",
-        help="Hub-compatible endpoint. Default: [settings] endpoint, then $HF_ENDPOINT, then https://huggingface.co.",
+        help="Hub-compatible endpoint. Default: $HF_ENDPOINT, then [settings] endpoint, then https://huggingface.co.",
     )(f)
 
 
