@@ -21,7 +21,6 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -290,17 +289,12 @@ def _install(reader: BundleReader, entries: list[LockedRepo], target: Store, for
     else:
         staging = Path(tempfile.mkdtemp(prefix="hubpin-staging-"))
         space_root = staging
-    pool = ThreadPoolExecutor(1, thread_name_prefix="hubpin-snapshots")
     try:
         free = shutil.disk_usage(_existing_parent(space_root)).free
         # advisory: some filesystems report 0 free; and a bundle smaller than what its manifest
         # claims is truncated or hostile, which the stream reports precisely
         if 0 < free < needed_bytes and (reader.size is None or needed_bytes <= reader.size):
             raise _no_space(target.location, needed_bytes, space_root)
-        # new snapshot folders are built in staging while the blobs stream in (metadata work
-        # overlaps data work); nothing of it is visible until everything is verified
-        snapshots = pool.submit(_prebuild_snapshots, target, staging, entries) if isinstance(
-            target, LocalStore) else None
         digests, sig = _stream_to_staging(reader, lambda sha: _staged(staging, *first[sha]) if sha in first
                                           else None, False, target.location, needed_bytes, space_root, need_sha1)
         check_signature(sig)
@@ -317,8 +311,9 @@ def _install(reader: BundleReader, entries: list[LockedRepo], target: Store, for
         refs = _plan_refs(target, entries, force, report)
         _link_shared(staging, dests, first)
         if isinstance(target, LocalStore):
-            assert snapshots is not None
-            _commit_local(target, staging, entries, dests, snapshots.result(), report)
+            # new snapshot folders are built in staging too, then each moves in with one rename
+            snapshots = _prebuild_snapshots(target, staging, entries)
+            _commit_local(target, staging, entries, dests, snapshots, report)
         else:
             _commit_store(target, staging, dests, entries, report)
         for repo, name, sha in refs:
@@ -326,7 +321,6 @@ def _install(reader: BundleReader, entries: list[LockedRepo], target: Store, for
             report.refs_set.append((str(repo), name, sha))
         report.repos = [(str(r.repo), r.revision, r.commit, len(r.files)) for r in entries]
     finally:
-        pool.shutdown(wait=True)  # the snapshot builder is done before its folder is removed
         shutil.rmtree(staging, ignore_errors=True)
         for d in reversed(created):
             with contextlib.suppress(OSError):
