@@ -45,11 +45,13 @@ _TAIL = BLOCK + SIG_SIZE + 2 * BLOCK  # signature header + signature data + two 
 _POOL: ThreadPoolExecutor | None = None
 
 
-def hash_and_write(hashes: list[Any], chunk: memoryview, write: Callable[[memoryview], object] | None) -> None:
-    """Feed `chunk` to `hashes` and to `write`, hashing on a helper thread while the caller
-    writes: hashlib and file writes both release the GIL, so the two overlap on two cores."""
+def hash_and_write(hashes: list[Any], chunk: memoryview, write: Callable[[memoryview], object] | None,
+                   parallel: bool = True) -> None:
+    """Feed `chunk` to `hashes` and to `write`; with `parallel`, hash on a helper thread while the
+    caller writes (hashlib and file writes both release the GIL). Import passes False: on two
+    cores the kernel's writeback needs the second one (measured, bench/bundle_bench.py)."""
     global _POOL
-    if write is None or len(chunk) < (1 << 18):
+    if not parallel or write is None or len(chunk) < (1 << 18):
         for h in hashes:
             h.update(chunk)
         if write is not None:
@@ -227,7 +229,7 @@ class BundleReader:
                 raise BundleError(f"bundle {self.path}: truncated in {blob_member(blob.sha256)} at byte "
                                   f"{self.offset} (expected {remaining} more bytes)",
                                   hint="the copy is incomplete; copy the bundle again")
-            hash_and_write(hashes, mv[:n], write)
+            hash_and_write(hashes, mv[:n], write, parallel=False)
             remaining -= n
             self.offset += n
         actual = h256.hexdigest()
