@@ -87,7 +87,8 @@ def test_signed_bundle_carries_models_across_the_air_gap(hub, tmp_path: Path) ->
     ok("sync", "--lock", str(lock_path), "--cache-dir", str(online))
     ok("keygen", str(tmp_path / "signer"))
     bundle = tmp_path / "models.hubpin"
-    ok("export", str(bundle), "--lock", str(lock_path), "--sign", str(tmp_path / "signer"), "--cache-dir", str(online))
+    out = ok("export", str(bundle), "--lock", str(lock_path), "--sign", str(tmp_path / "signer"), "--cache-dir", str(online))
+    assert f"(bundle, {bundle.stat().st_size} bytes, signed by sha256:" in out  # the size of the file to carry
     exported = tmp_path / "exported"
     ok("export", str(exported), "--lock", str(lock_path), "--format", "dir", "--cache-dir", str(online))
     for k, folder in folders.items():  # dir export: real files, byte-identical to the sources

@@ -266,8 +266,8 @@ def sync(
     only after its size, sha256 and etag match. Interrupted downloads resume on the next run.
     Snapshot links, the tree cache and `refs/<revision>` are written only once every blob of
     the repo is in place. With everything present, no network request is made. The endpoint
-    is `endpoint`, else the `[settings] endpoint` of the project found from `start` (default:
-    the lock's folder, else the cwd), else `HF_ENDPOINT`, else https://huggingface.co.
+    is `endpoint`, else `HF_ENDPOINT`, else the `[settings] endpoint` of the project found from
+    `start` (default: the lock's folder, else the cwd), else https://huggingface.co.
 
     Raises `DriftError` when the endpoint serves another commit, `HashMismatchError` on bad
     bytes, `RemoteError` when the endpoint fails, `InsufficientSpaceError` when the disk is
@@ -418,7 +418,7 @@ def _download_all(
 
 
 def _resolve_endpoint(endpoint: str | None, start: Path | None) -> str:
-    """`endpoint`, then the project's `[settings] endpoint`, then `HF_ENDPOINT`, then the Hub."""
+    """`endpoint`, then `HF_ENDPOINT`, then the project's `[settings] endpoint`, then the Hub."""
     from .config import find_project, resolve_endpoint
     from .errors import ConfigError
 

@@ -88,8 +88,8 @@ def export_cmd(out: Path, repos: tuple[str, ...], fmt: str, sign_key: Path | Non
         nbytes = sum(r.total_size for r in entries)
         signer = None
     else:
-        manifest = export_bundle(out, store, entries, sign_key=sign_key)
-        nbytes = manifest.total_size
+        export_bundle(out, store, entries, sign_key=sign_key)
+        nbytes = out.stat().st_size  # the file the user carries, not the sum of what is in it
         signer = bundle_info(out).signer if sign_key else None
     if as_json:
         emit_json({"out": str(out), "format": fmt, "bytes": nbytes, "signer": signer,

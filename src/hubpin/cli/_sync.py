@@ -27,7 +27,7 @@ def _lock(path: Path | None) -> tuple[Lockfile, Path]:
 @main.command("sync")
 @click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), default=None, help=_CACHE_HELP)
 @click.option("--endpoint", default=None, metavar="URL",
-              help="Hub-compatible endpoint. Default: [settings] endpoint, then $HF_ENDPOINT, then https://huggingface.co.")
+              help="Hub-compatible endpoint. Default: $HF_ENDPOINT, then [settings] endpoint, then https://huggingface.co.")
 @click.option("--jobs", "-j", default=8, show_default=True, type=click.IntRange(1, 64), help="Parallel downloads.")
 @click.option("--from", "bundle", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Install the locked files from this bundle instead of the network (air gap).")
