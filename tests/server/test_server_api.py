@@ -302,3 +302,26 @@ def test_real_page_size_over_a_thousand_files(hub):
         entries = list(HfApi(endpoint=url).list_repo_tree("srv/many", recursive=True))
         assert len(entries) == 2103 and {e.path for e in entries if isinstance(e, RepoFile)} == {f.path for f in files}
         assert len(HfApi(endpoint=url).list_repo_files("srv/many")) == 2100
+
+
+def test_resolve_by_commit_sha_reads_the_file_list_once(hub, tiny):
+    """`hubpin sync` asks for every file by its commit: the file list is read from the store once,
+    not once per request (a 1,000-file repo cost ~3 ms of JSON parsing per GET before)."""
+    from hubpin.store import LocalStore
+
+    reads: list[str] = []
+
+    class Counting(LocalStore):
+        def get_commit(self, repo, sha):
+            reads.append(sha)
+            return super().get_commit(repo, sha)
+
+    store = Counting(hub.store.root)
+    with serve_in_thread(create_app(store)) as url:
+        for _ in range(3):
+            for name in ("config.json", "model.safetensors"):
+                r = httpx.get(f"{url}/{tiny.repo_id}/resolve/{tiny.sha}/{name}")
+                assert r.status_code == 200 and r.content == tiny.files[name]
+        missing = httpx.get(f"{url}/{tiny.repo_id}/resolve/{'0' * 40}/config.json")
+        assert missing.headers["x-error-code"] == "RevisionNotFound"
+    assert reads.count(tiny.sha) == 1

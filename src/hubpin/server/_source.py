@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from ..objects import Commit, FileEntry, RepoKey
+from ..paths import is_commit_sha
 from ..store import LocalStore, Store
 from ._errors import HubError
 
@@ -84,6 +85,10 @@ class Source:
 
     def resolve(self, repo: RepoKey, revision: str) -> str | None:
         """Branch, tag, `refs/pr/N`, full or 5+-hex short sha → 40-hex commit, or None."""
+        if is_commit_sha(revision) and self.store.get_ref(repo, revision) is None:
+            # the URL names the commit itself (what `hubpin sync` sends): the cached commit proves
+            # it exists, instead of the store re-reading its whole file list on every request
+            return revision if self.get_commit(repo, revision) is not None else None
         return self.store.resolve(repo, revision)
 
     def get_commit(self, repo: RepoKey, sha: str) -> Commit | None:
