@@ -11,7 +11,7 @@ Three layers close that gap:
 * `LimitsMiddleware`: ASGI; works under any server. A request body must arrive within
   `request_timeout` (else 408), and at most `max_requests_per_ip` requests of one address are
   in flight (else 503 + Retry-After).
-* `granian_options(limits)`: granian's own header read timeout and header buffer size.
+* `granian_options(limits)`: granian's own header read timeout and connection buffer size.
 
 Memory per connection stays bounded without extra code: h11 caps the header block
 (`h11_max_incomplete_event_size`), uvicorn pauses reading when a body buffer passes 64 KiB, and
@@ -165,14 +165,22 @@ def _limits_of(app: Any) -> Limits | None:
     return None
 
 
+# hyper's own default. granian's `max_buffer_size` caps the header block *and* the connection's
+# write buffer: at 64 KiB one 1 GiB download ran at 2.7 GB/s, at this size 3.3 GB/s
+# (interleaved curl rounds, BENCHMARKS.md "serve"); 1 MiB and 4 MiB were no faster.
+GRANIAN_BUFFER = 8192 + 4096 * 100
+
+
 def granian_options(limits: Limits | None = None) -> dict[str, Any]:
-    """Keyword arguments for `granian.Granian(...)`: header read timeout and header buffer size."""
+    """Keyword arguments for `granian.Granian(...)`: header read timeout and connection buffer size
+    (the header-block cap under granian is that buffer, ~408 KiB, not `max_header_bytes`)."""
     from granian.http import HTTP1Settings
 
     limits = limits or Limits()
     return {
         "http1_settings": HTTP1Settings(
-            header_read_timeout=int(limits.header_timeout * 1000), max_buffer_size=limits.max_header_bytes
+            header_read_timeout=int(limits.header_timeout * 1000),
+            max_buffer_size=max(limits.max_header_bytes, GRANIAN_BUFFER),
         ),
     }
 
