@@ -238,6 +238,7 @@ class Downloader:
         self.raw = raw  # http.client fast path for files up to `raw_max` bytes
         self.raw_max = raw_max
         self.stop = threading.Event()
+        self._made_dirs: set[Path] = set()
 
     # public ------------------------------------------------------------------------------
     def fetch(self, task: BlobTask) -> BlobResult:
@@ -279,15 +280,18 @@ class Downloader:
 
     def _fetch_unlocked(self, task: BlobTask, final: Path) -> BlobResult:
         entry = task.entry
-        task.blobs_dir.mkdir(parents=True, exist_ok=True)
+        if task.blobs_dir not in self._made_dirs:  # once per folder: a small file costs a few syscalls
+            task.blobs_dir.mkdir(parents=True, exist_ok=True)
+            self._made_dirs.add(task.blobs_dir)
         mine = inflight_name(task.blobs_dir, entry.etag)
         offset = claim(task.blobs_dir, entry.etag, entry.size, mine) if task.partial else 0
         if offset:
             fd = os.open(mine, os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
         else:
-            fd = os.open(mine, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+            fd = _create(mine)
         result = BlobResult(reused=offset)
         keep = False  # keep the bytes as a resumable partial when we stop for a transient reason
+        published = False
         h = _Hash(entry, background=entry.size > BACKGROUND_HASH_MIN)
         try:
             if offset:
@@ -320,6 +324,7 @@ class Downloader:
             os.close(fd)
             fd = -1
             os.replace(mine, final)  # an identical blob published meanwhile is simply replaced
+            published = True
             return result  # the caller fsyncs blobs/ once, before any link or ref points at it
         except (RemoteError, Cancelled, KeyboardInterrupt):
             keep = True
@@ -340,8 +345,9 @@ class Downloader:
             if keep and _size(mine) >= KEEP_PARTIAL_MIN:
                 with contextlib.suppress(OSError):
                     os.replace(mine, resting_name(task.blobs_dir, entry.etag))
-            with contextlib.suppress(FileNotFoundError):
-                mine.unlink()
+            if not published:
+                with contextlib.suppress(FileNotFoundError):
+                    mine.unlink()
 
     def _download(self, task: BlobTask, fd: int, h: _Hash, offset: int, result: BlobResult) -> int:
         """GET until `offset == size`, resuming after transient failures; return the final offset."""
@@ -468,6 +474,16 @@ class Downloader:
                 hint="the endpoint does not serve the pinned commit; nothing was written. Check --endpoint, "
                 "or use `hubpin sync --from BUNDLE`",
             )
+
+
+def _create(path: Path) -> int:
+    """A new, empty file at `path` (its folder made if it has gone missing meanwhile)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, flags, 0o644)
 
 
 def _host(url: str) -> str:
