@@ -172,7 +172,7 @@ def _legacy_walk(prefix: bytes) -> tuple[list[str], list[str], bool, int]:
     return names, found, False, stream.tell()
 
 
-def _read_prefix(path: Path, n: int = PREFIX_BYTES) -> bytes:
+def read_prefix(path: Path, n: int = PREFIX_BYTES) -> bytes:
     with open(path, "rb") as f:
         return f.read(n)
 
@@ -200,9 +200,12 @@ def _member_kind(name: str, head: bytes, complete: bool) -> str | None:
     return is_pickle_bytes(head, complete=complete)
 
 
-def sniff(path: Path) -> Sniffed | None:
-    """Is `path` pickle-family by content? Returns what it is, or None for anything else."""
-    prefix = _read_prefix(path)
+def sniff(path: Path, prefix: bytes | None = None) -> Sniffed | None:
+    """Is `path` pickle-family by content? Returns what it is, or None for anything else.
+
+    `prefix`: the file's first `PREFIX_BYTES` bytes when the caller has read them already."""
+    if prefix is None:
+        prefix = read_prefix(path)
     complete = len(prefix) < PREFIX_BYTES
     if prefix.startswith(_7Z_MAGIC):
         return Sniffed("7z archive, cannot inspect", inspectable=False)

