@@ -2,9 +2,9 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from huggingface_hub.utils.sha import git_hash
 from hypothesis import given
 from hypothesis import strategies as st
-from huggingface_hub.utils.sha import git_hash
 
 from hubpin.hashing import Hasher, git_blob_id, hash_file, hash_files, lfs_pointer, lfs_pointer_blob_id
 

@@ -1,5 +1,6 @@
 import pytest
 
+from hostile_names import SAFE_FILENAMES, UNSAFE_FILENAMES
 from hubpin.errors import UnsafePathError
 from hubpin.paths import (
     is_commit_sha,
@@ -8,7 +9,6 @@ from hubpin.paths import (
     validate_repo_id,
     validate_revision,
 )
-from hostile_names import SAFE_FILENAMES, UNSAFE_FILENAMES
 
 
 @pytest.mark.parametrize("name", UNSAFE_FILENAMES)

@@ -64,9 +64,8 @@ def test_cache_layout_follows_the_hub_rules(tmp_path: Path, store: LocalStore) -
 def test_a_blob_with_wrong_bytes_is_never_published(store: LocalStore) -> None:
     data = b"hello"
     good = hash_file_bytes(data)
-    with pytest.raises(HashMismatchError, match="sha256"):
-        with store.blob_writer(REPO, good.git_sha1, len(data), "0" * 64) as w:
-            w.write(data)
+    with pytest.raises(HashMismatchError, match="sha256"), store.blob_writer(REPO, good.git_sha1, len(data), "0" * 64) as w:
+        w.write(data)
     assert not store.has_blob(REPO, good.git_sha1)
     assert list((store.root / REPO.folder / "blobs").iterdir()) == []  # no temp file left
 
@@ -74,9 +73,8 @@ def test_a_blob_with_wrong_bytes_is_never_published(store: LocalStore) -> None:
 def test_extra_bytes_are_refused_while_streaming(store: LocalStore) -> None:
     data = b"hello"
     d = hash_file_bytes(data)
-    with pytest.raises(HashMismatchError, match="more than 5 bytes"):
-        with store.blob_writer(REPO, d.git_sha1, 5, d.sha256) as w:
-            w.write(data + b"!")
+    with pytest.raises(HashMismatchError, match="more than 5 bytes"), store.blob_writer(REPO, d.git_sha1, 5, d.sha256) as w:
+        w.write(data + b"!")
     assert list((store.root / REPO.folder / "blobs").iterdir()) == []
 
 

@@ -6,9 +6,15 @@ Each command lives in its own `_<name>.py` module and is registered below.
 
 from __future__ import annotations
 
+from . import (  # noqa: F401,E402  (registers commands)
+    _bundle,
+    _lock,
+    _policy,  # noqa: F401,E402  (scan, licenses, doctor)
+    _publish,
+    _serve,
+    _sync,
+    _token,
+)
 from ._app import main
-from . import _publish, _serve, _token, _lock, _bundle, _sync  # noqa: F401,E402  (registers commands)
-
-from . import _policy  # noqa: F401,E402  (scan, licenses, doctor)
 
 __all__ = ["main"]

@@ -24,6 +24,7 @@ from ..errors import UnsafePathError
 from ..hashing import CHUNK, hash_file
 from ..objects import Commit, FileEntry, RepoKey
 from ..paths import is_commit_sha, safe_relpath, validate_revision
+from ._records import commit_from_record, commit_from_tree, record_json, tree_json
 from .base import BlobWriter, Store
 
 __all__ = ["LocalStore", "snapshot_link_target"]
@@ -156,22 +157,11 @@ class LocalStore(Store):
             return None
         record = self._read_json(self._record_path(repo, sha))
         if record is not None:
-            return Commit(
-                sha=sha,
-                files=tuple(FileEntry(f["path"], f["size"], f["etag"], f.get("sha256")) for f in record["files"]),
-                parent=record.get("parent"),
-                created=record.get("created", ""),
-                message=record.get("message", ""),
-            )
+            return commit_from_record(sha, record)
         tree = self._read_json(self.repo_dir(repo) / "trees" / f"{sha}.json")
-        if tree is not None and isinstance(tree.get("files"), dict):
-            files = []
-            for path, meta in tree["files"].items():
-                if meta.get("lfs_sha256"):
-                    files.append(FileEntry(path, meta.get("lfs_size", meta["size"]), meta["lfs_sha256"], meta["lfs_sha256"]))
-                else:
-                    files.append(FileEntry(path, meta["size"], meta["blob_id"], None))
-            return Commit(sha=sha, files=tuple(files))
+        commit = commit_from_tree(sha, tree) if tree is not None else None
+        if commit is not None:
+            return commit
         return self._commit_from_snapshot(repo, sha)
 
     def _commit_from_snapshot(self, repo: RepoKey, sha: str) -> Commit | None:
@@ -209,26 +199,12 @@ class LocalStore(Store):
         self.link_snapshot(repo, commit)
         if commit.complete:
             self.write_tree_cache(repo, commit)
-        record = {
-            "format": 1,
-            "commit": commit.sha,
-            "parent": commit.parent,
-            "created": commit.created,
-            "message": commit.message,
-            "files": [{"path": f.path, "size": f.size, "etag": f.etag, "sha256": f.sha256} for f in commit.files],
-        }
-        atomic_write_bytes(self._record_path(repo, commit.sha), _dump_json(record), fsync=self.fsync)
+        atomic_write_bytes(self._record_path(repo, commit.sha), record_json(commit), fsync=self.fsync)
 
     def write_tree_cache(self, repo: RepoKey, commit: Commit) -> None:
         """`trees/<sha>.json` in huggingface_hub's format; only ever for a complete tree, no xet_hash."""
-        files: dict[str, dict[str, object]] = {}
-        for f in commit.files:
-            meta: dict[str, object] = {"size": f.size, "blob_id": f.git_oid}
-            if f.lfs:
-                meta.update(lfs_sha256=f.etag, lfs_size=f.size)
-            files[f.path] = meta
         path = self.repo_dir(repo) / "trees" / f"{commit.sha}.json"
-        atomic_write_bytes(path, _dump_json({"format_version": 1, "files": files}), fsync=self.fsync)
+        atomic_write_bytes(path, tree_json(commit), fsync=self.fsync)
 
     def link_snapshot(self, repo: RepoKey, commit: Commit, paths: list[FileEntry] | None = None) -> None:
         """Relative symlinks `snapshots/<sha>/<path>` → `blobs/<etag>`, never through a planted link."""
@@ -326,7 +302,3 @@ class LocalStore(Store):
         except (FileNotFoundError, NotADirectoryError, ValueError):
             return None
         return data if isinstance(data, dict) else None
-
-
-def _dump_json(obj: object) -> bytes:
-    return (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()

@@ -27,11 +27,12 @@ from typing import Any, TypeVar
 
 from ..errors import BadInput, RemoteError, UnsafePathError
 from ..hashing import CHUNK
-from ..objects import Commit, FileEntry, RepoKey
+from ..objects import Commit, RepoKey
 from ..paths import is_commit_sha, safe_relpath, validate_revision
+from ._records import commit_from_record, commit_from_tree, record_json, tree_json
 from ._s3write import MultipartWriter, SinglePutWriter, is_boto_error
 from .base import BlobWriter, Store
-from .hfcache import _ETAG, META_DIR, _dump_json, _repo_from_folder
+from .hfcache import _ETAG, META_DIR, _repo_from_folder
 
 __all__ = ["DEFAULT_MULTIPART_THRESHOLD", "DEFAULT_PART_SIZE", "DEFAULT_UPLOAD_CONCURRENCY", "S3Store"]
 
@@ -273,23 +274,9 @@ class S3Store(Store):
     def _load_commit(self, repo: RepoKey, sha: str) -> Commit | None:
         record = self._get_json(self._record_key(repo, sha))
         if record is not None:
-            return Commit(
-                sha=sha,
-                files=tuple(FileEntry(f["path"], f["size"], f["etag"], f.get("sha256")) for f in record["files"]),
-                parent=record.get("parent"),
-                created=record.get("created", ""),
-                message=record.get("message", ""),
-            )
+            return commit_from_record(sha, record)
         tree = self._get_json(self._tree_key(repo, sha))
-        if tree is None or not isinstance(tree.get("files"), dict):
-            return None
-        files = []
-        for path, meta in tree["files"].items():
-            if meta.get("lfs_sha256"):
-                files.append(FileEntry(path, meta.get("lfs_size", meta["size"]), meta["lfs_sha256"], meta["lfs_sha256"]))
-            else:
-                files.append(FileEntry(path, meta["size"], meta["blob_id"], None))
-        return Commit(sha=sha, files=tuple(files))
+        return commit_from_tree(sha, tree) if tree is not None else None
 
     def put_commit(self, repo: RepoKey, commit: Commit) -> None:
         missing = [f for f in commit.files if not self.has_blob(repo, f.etag)]
@@ -297,17 +284,9 @@ class S3Store(Store):
             f = missing[0]
             raise FileNotFoundError(f"{repo}@{commit.sha}: blob {f.etag} of {f.path} is not in the store")
         if commit.complete:
-            self._put_bytes(self._tree_key(repo, commit.sha), _tree_json(commit), "application/json")
-        record = {
-            "format": 1,
-            "commit": commit.sha,
-            "parent": commit.parent,
-            "created": commit.created,
-            "message": commit.message,
-            "files": [{"path": f.path, "size": f.size, "etag": f.etag, "sha256": f.sha256} for f in commit.files],
-        }
+            self._put_bytes(self._tree_key(repo, commit.sha), tree_json(commit), "application/json")
         # the record goes last: a commit is listed as hubpin's only once everything it needs is there
-        self._put_bytes(self._record_key(repo, commit.sha), _dump_json(record), "application/json")
+        self._put_bytes(self._record_key(repo, commit.sha), record_json(commit), "application/json")
 
     # -- blobs ----------------------------------------------------------------------------
     def has_blob(self, repo: RepoKey, etag: str) -> bool:
@@ -372,17 +351,6 @@ class S3Store(Store):
 
     def write_meta(self, name: str, data: bytes) -> None:
         self._put_bytes(self._meta_key(name), data)
-
-
-def _tree_json(commit: Commit) -> bytes:
-    """`trees/<sha>.json` in huggingface_hub's format (the same bytes LocalStore writes)."""
-    files: dict[str, dict[str, object]] = {}
-    for f in commit.files:
-        meta: dict[str, object] = {"size": f.size, "blob_id": f.git_oid}
-        if f.lfs:
-            meta.update(lfs_sha256=f.etag, lfs_size=f.size)
-        files[f.path] = meta
-    return _dump_json({"format_version": 1, "files": files})
 
 
 def _make_client(endpoint_url: str | None) -> Any:
