@@ -1,6 +1,6 @@
 """Bundle export/import throughput vs GNU `tar cf` / `tar xf` of the same files, same run.
 
-    .venv/bin/python bench/bundle_bench.py [--gib 2] [--runs 3] [--work /tmp/hubpin-bundle-bench]
+    .venv/bin/python bench/bundle_bench.py [--gib 2] [--runs 3] [--work /tmp/hubpin-bundle-bench] [--delete-between]
 
 The data set: a few large files (like weight shards) and many small ones (like tokenizer and
 config files), random bytes, ~`--gib` GiB in total, published into a hubpin store (an HF cache
@@ -74,6 +74,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--work", type=Path, default=Path("/tmp/hubpin-bundle-bench"))
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--delete-between", action="store_true",
+                    help="delete each import's output right after its step (the protocol before 2026-11-29); "
+                    "default: keep them until the end, because ext4 then makes the next step's file creations "
+                    "skip every inode freed in the last 60-300 s, which costs the side creating more inodes "
+                    "(hubpin: blobs + snapshot symlinks) more than tar")
     args = ap.parse_args()
     work: Path = args.work
     shutil.rmtree(work, ignore_errors=True)
@@ -111,15 +116,17 @@ def main() -> None:
             export_bundle(b, store, entries)
             subprocess.run([tar_bin, "cf", str(t), "-C", str(src), "."], check=True)
             imports = [
-                ("import (hubpin, fsync)", work / "c1", lambda d: import_bundle(b, LocalStore(d, fsync=True))),
-                ("import (hubpin, no fsync)", work / "c2", lambda d: import_bundle(b, LocalStore(d, fsync=False))),
-                ("tar xf", work / "x", lambda d: (d.mkdir(), subprocess.run([tar_bin, "xf", str(t), "-C", str(d)],
-                                                                             check=True))),
+                ("import (hubpin, fsync)", work / f"c1-{run}", lambda d: import_bundle(b, LocalStore(d, fsync=True))),
+                ("import (hubpin, no fsync)", work / f"c2-{run}",
+                 lambda d: import_bundle(b, LocalStore(d, fsync=False))),
+                ("tar xf", work / f"x-{run}", lambda d: (d.mkdir(), subprocess.run([tar_bin, "xf", str(t), "-C", str(d)],
+                                                                                  check=True))),
             ]
             for name, dest, step in imports if run % 2 == 0 else imports[::-1]:
-                os.sync()
+                os.sync()  # untimed: every step starts with nothing dirty
                 rec(name, timed(lambda step=step, dest=dest: step(dest)))
-                shutil.rmtree(dest)  # untimed: every step starts from the same page-cache state
+                if args.delete_between:
+                    shutil.rmtree(dest)
             b.unlink()
             t.unlink()
         print(f"load after: {os.getloadavg()}")

@@ -18,13 +18,14 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import free_port, wait_healthz
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -33,6 +34,7 @@ HUBPIN = str(Path(PY).parent / "hubpin")
 _HF = """
 import hashlib, os, sys
 from huggingface_hub import snapshot_download
+
 folder = snapshot_download(sys.argv[1], cache_dir=sys.argv[2], max_workers=int(sys.argv[3]))
 n = 0
 for root, _dirs, files in os.walk(folder):
@@ -44,12 +46,6 @@ print(n)
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def timed(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> float:
     t0 = time.perf_counter()
     p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
@@ -57,20 +53,6 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> float
     if p.returncode != 0:
         raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr[-2000:]}")
     return wall
-
-
-def wait_up(url: str) -> None:
-    import httpx
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("server did not start")
 
 
 def main() -> None:
@@ -111,7 +93,7 @@ def main() -> None:
                      "runs": args.runs}
         times: dict[str, list[float]] = {"hubpin": [], "hf8": [], "hf16": []}
         try:
-            wait_up(url)
+            wait_healthz(url)
             for i in range(args.runs):
                 order = ["hubpin", "hf8", "hf16"]
                 for who in order if i % 2 == 0 else order[::-1]:

@@ -24,7 +24,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from concurrent_bench import URL_PATH, Proc, free_port, hubpin_argv, make_store, wait_ready
+from _common import URL_PATH, Proc, free_port, wait_ready
+from concurrent_bench import hubpin_argv, make_store
 
 
 @dataclass

@@ -21,13 +21,10 @@ are skipped with a note. Nothing leaves 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,38 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
-REPO = "bench/big"
-FILE = "big.bin"
-URL_PATH = f"/{REPO}/resolve/main/{FILE}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def tree_pids(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            with contextlib.suppress(OSError):
-                todo.extend(int(c) for c in (task / "children").read_text().split())
-    return out
-
-
-def vm_hwm_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+from _common import FILE, REPO, URL_PATH, Proc, free_port, wait_ready
 
 
 @dataclass
@@ -86,44 +52,6 @@ class Result:
     @property
     def head_median(self) -> float:
         return statistics.median(self.head_rps) if self.head_rps else 0.0
-
-
-class Proc:
-    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.log = log
-        self.f = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.p = subprocess.Popen(argv, stdout=self.f, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                                  start_new_session=True)
-        self.hwm: dict[int, int] = {}
-
-    def sample_rss(self) -> None:
-        for pid in tree_pids(self.p.pid):
-            self.hwm[pid] = max(self.hwm.get(pid, 0), vm_hwm_kib(pid))
-
-    def stop(self) -> None:
-        self.sample_rss()
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.p.pid, signal.SIGKILL)
-                self.p.wait(5)
-        self.f.close()
-
-
-def wait_ready(url: str, proc: Proc, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.p.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.log.read_text(errors='replace')[-2000:]}")
-        try:
-            if httpx.head(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready; log: {proc.log.read_text(errors='replace')[-2000:]}")
 
 
 def curl_mb_s(url: str, size: int) -> float:
@@ -158,6 +86,8 @@ def make_store(work: Path, size: int) -> tuple[Path, Path]:
     src = work / "src"
     big = src / FILE
     if not big.exists() or big.stat().st_size != size:
+        shutil.rmtree(work, ignore_errors=True)  # another size: start over (store, nginx root, olah cache)
+        work.mkdir(parents=True)
         src.mkdir(parents=True, exist_ok=True)
         with open(big, "wb") as f:
             left = size
@@ -256,7 +186,7 @@ def run(args: argparse.Namespace) -> list[Result]:
         for i in range(args.repeats):
             for s in servers:
                 s.result.mb_s.append(curl_mb_s(s.url, size))
-                s.proc.sample_rss()
+                s.proc.sample()
             print(f"  round {i + 1}: " + ", ".join(f"{s.result.name} {s.result.mb_s[-1]:.0f}" for s in servers),
                   file=sys.stderr)
         variants = [s for s in servers if s.result.name.startswith("nginx")]
@@ -270,15 +200,15 @@ def run(args: argparse.Namespace) -> list[Result]:
             for s in servers:
                 if s.head:
                     s.result.head_rps.append(head_rps(s.url, args.head_seconds))
-                    s.proc.sample_rss()
+                    s.proc.sample()
     finally:
         for s in servers:
             s.proc.stop()
     out = []
     for s in servers:
         if s.head:  # drop the slower nginx variants from the table (kept in the note)
-            s.result.rss_total_mib = sum(s.proc.hwm.values()) / 1024
-            s.result.rss_max_mib = max(s.proc.hwm.values(), default=0) / 1024
+            s.result.rss_total_mib = s.proc.rss_mib
+            s.result.rss_max_mib = s.proc.rss_max_mib
             out.append(s.result)
     return out
 

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,15 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import free_port, wait_healthz
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 HUBPIN = str(Path(PY).parent / "hubpin")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
@@ -98,7 +93,9 @@ def main() -> None:
             c = publish(src, key, store).commit
             lock_path = work / f"{name}.lock"
             write_lock(Lockfile((LockedRepo(key, "main", c.sha, c.files, True),)), lock_path)
-            shutil.rmtree(src)
+            for f in src.rglob("*"):  # free the space of big sources, keep the inodes (see run_all)
+                if f.is_file() and f.stat().st_size > 1 << 20:
+                    f.unlink()
             repos[name] = (key, lock_path)
             return key
 
@@ -114,7 +111,7 @@ def main() -> None:
         server = subprocess.Popen([HUBPIN, "serve", "--store", str(work / "store"), "--port", str(port)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            _wait_up(url)
+            wait_healthz(url)
             results = run_all(args, repos, url, work)
         finally:
             server.terminate()
@@ -129,20 +126,6 @@ def main() -> None:
         print(json.dumps(results, indent=1))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _wait_up(url: str) -> None:
-    import httpx
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("server did not start")
 
 
 _HF = """
@@ -165,6 +148,7 @@ print(statistics.median(ts))
 _VERIFY = """
 import sys, time
 from hubpin.verify import verify
+
 t0 = time.perf_counter(); r = verify(sys.argv[1], cache_dir=sys.argv[2]); dt = time.perf_counter() - t0
 assert r.ok, r.problems
 print(dt)
@@ -177,6 +161,7 @@ def run_all(args: argparse.Namespace, repos: dict, url: str, work: Path) -> dict
                HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HOME=str(work / "hf-home"))
     res: dict = {"runs": args.runs, "cores": os.cpu_count(), "load_before": os.getloadavg(),
                  "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    os.sync()
     for name in ("big", "small"):
         key, lock = repos[name]
         ours, peer, rss, nofsync = [], [], [], []
@@ -192,7 +177,13 @@ def run_all(args: argparse.Namespace, repos: dict, url: str, work: Path) -> dict
                 else:
                     t, _m, _ = timed([PY, "-c", _HF, key.id, str(cache)], env)
                     peer.append(t)
-                shutil.rmtree(cache)
+                # small-file caches are kept until the end: deleting thousands of files between runs
+                # makes ext4's inode allocator skip every inode freed in the last 60-300 s in the
+                # next run (perf: find_inode_bit / recently_deleted), which slowed later runs up to 2x.
+                # Big-file caches are few inodes but much memory and disk: those go.
+                if name == "big":
+                    shutil.rmtree(cache)
+                os.sync()
         res[name] = {"hubpin_s": ours, "hf_s": peer, "hubpin_median": statistics.median(ours),
                      "nofsync_s": nofsync, "nofsync_median": statistics.median(nofsync),
                      "nofsync_speedup": statistics.median(peer) / statistics.median(nofsync),
