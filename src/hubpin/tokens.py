@@ -142,22 +142,24 @@ def create_token(
         raise BadInput(f"invalid token name {name!r}: expected 1-64 characters of [A-Za-z0-9_.-]")
     if not read and not write:
         raise BadInput(f"token {name}: no scope given (expected at least one --read or --write glob)")
-    records = _load(store)
-    if any(r.name == name for r in records):
-        raise BadInput(
-            f"token {name} already exists in {store.location}", hint=f"revoke it first: hubpin token revoke {name}"
+    read_globs, write_globs = validate_globs(read, "--read"), validate_globs(write, "--write")
+    with store.meta_lock(TOKENS_META):  # two admins at once: both tokens are kept
+        records = _load(store)
+        if any(r.name == name for r in records):
+            raise BadInput(
+                f"token {name} already exists in {store.location}", hint=f"revoke it first: hubpin token revoke {name}"
+            )
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = datetime.now(UTC)
+        record = TokenRecord(
+            name=name,
+            sha256=hash_secret(secret),
+            read=read_globs,
+            write=write_globs,
+            created=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            expires=(now + expires_in).strftime("%Y-%m-%dT%H:%M:%SZ") if expires_in is not None else None,
         )
-    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    now = datetime.now(UTC)
-    record = TokenRecord(
-        name=name,
-        sha256=hash_secret(secret),
-        read=validate_globs(read, "--read"),
-        write=validate_globs(write, "--write"),
-        created=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        expires=(now + expires_in).strftime("%Y-%m-%dT%H:%M:%SZ") if expires_in is not None else None,
-    )
-    _save(store, [*records, record])
+        _save(store, [*records, record])
     return secret, record
 
 
@@ -166,13 +168,14 @@ def list_tokens(store: Store) -> list[TokenRecord]:
 
 
 def revoke_token(store: Store, name: str) -> TokenRecord:
-    records = _load(store)
-    keep = [r for r in records if r.name != name]
-    if len(keep) == len(records):
-        raise NotFoundError(
-            f"token {name} not found in {store.location}", hint="list the tokens with: hubpin token list"
-        )
-    _save(store, keep)
+    with store.meta_lock(TOKENS_META):
+        records = _load(store)
+        keep = [r for r in records if r.name != name]
+        if len(keep) == len(records):
+            raise NotFoundError(
+                f"token {name} not found in {store.location}", hint="list the tokens with: hubpin token list"
+            )
+        _save(store, keep)
     return next(r for r in records if r.name == name)
 
 

@@ -153,3 +153,24 @@ def test_tokens_never_in_logs_or_bodies(mirror, caplog):
     for token in (reader, "hp_leaky_wrong_token"):
         assert token not in text
         assert all(token not in r.text and token not in str(r.headers) for r in bodies)
+
+
+def test_concurrent_token_creation_keeps_every_token(tmp_path):
+    """Two admins (processes) creating tokens at once on one store: none is lost."""
+    import subprocess
+    import sys
+
+    from hubpin.store import LocalStore
+    from hubpin.tokens import list_tokens
+
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    code = (
+        "import sys\nfrom hubpin.store import LocalStore\nfrom hubpin.tokens import create_token\n"
+        "s = LocalStore(sys.argv[1])\n"
+        "for i in range(25):\n    create_token(s, f'{sys.argv[2]}-{i}', read=['org/*'])\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(store_dir), who]) for who in ("alice", "bob", "carol")]
+    assert [p.wait(120) for p in procs] == [0, 0, 0]
+    names = {t.name for t in list_tokens(LocalStore(store_dir))}
+    assert names == {f"{who}-{i}" for who in ("alice", "bob", "carol") for i in range(25)}

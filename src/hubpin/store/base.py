@@ -7,6 +7,7 @@ before anything is published under its final name.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -142,6 +143,13 @@ class Store(ABC):
 
     @abstractmethod
     def write_meta(self, name: str, data: bytes) -> None: ...
+
+    @contextlib.contextmanager
+    def meta_lock(self, name: str) -> Iterator[None]:
+        """Hold across a read-modify-write of metadata `name`, so concurrent writers lose nothing.
+
+        This default locks nothing across processes (an object store has no lock; see docs/s3.md)."""
+        yield
 
     # -- derived --------------------------------------------------------------------------
     def resolve(self, repo: RepoKey, revision: str) -> str | None:

@@ -295,6 +295,15 @@ class LocalStore(Store):
     def write_meta(self, name: str, data: bytes) -> None:
         atomic_write_bytes(self._meta_path(name), data, fsync=self.fsync)
 
+    @contextlib.contextmanager
+    def meta_lock(self, name: str) -> Iterator[None]:
+        from filelock import FileLock  # >= 3.20.3: never follows a lock path planted as a symlink
+
+        path = self._meta_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{path}.lock", timeout=60):
+            yield
+
     @staticmethod
     def _read_json(path: Path) -> dict | None:  # type: ignore[type-arg]
         try:
