@@ -45,14 +45,13 @@ _TAIL = BLOCK + SIG_SIZE + 2 * BLOCK  # signature header + signature data + two 
 _POOL: ThreadPoolExecutor | None = None
 
 
-def hash_and_write(hashes: list[Any], chunk: memoryview, write: Callable[[memoryview], object] | None,
-                   parallel: bool = True) -> None:
-    """Feed `chunk` to `hashes` and to `write`; with `parallel`, hash on a helper thread while the
+def hash_and_write(hashes: list[Any], chunk: memoryview, write: Callable[[memoryview], object] | None) -> None:
+    """Feed `chunk` to `hashes` and to `write`; a big chunk is hashed on a helper thread while the
     caller writes (hashlib and file writes both release the GIL). Measured for a 2 GiB import on
     2 cores (2026-11-29): 1.2-1.5x faster into tmpfs, level with inline hashing on this VM's disk,
     where writeback dominates (on 2026-11-25, under load 4-12, inline looked faster)."""
     global _POOL
-    if not parallel or write is None or len(chunk) < (1 << 18):
+    if write is None or len(chunk) < (1 << 18):
         for h in hashes:
             h.update(chunk)
         if write is not None:

@@ -238,7 +238,6 @@ class Downloader:
         self.raw = raw  # http.client fast path for files up to `raw_max` bytes
         self.raw_max = raw_max
         self.stop = threading.Event()
-        self._made_dirs: set[Path] = set()
 
     # public ------------------------------------------------------------------------------
     def fetch(self, task: BlobTask) -> BlobResult:
@@ -280,9 +279,6 @@ class Downloader:
 
     def _fetch_unlocked(self, task: BlobTask, final: Path) -> BlobResult:
         entry = task.entry
-        if task.blobs_dir not in self._made_dirs:  # once per folder: a small file costs a few syscalls
-            task.blobs_dir.mkdir(parents=True, exist_ok=True)
-            self._made_dirs.add(task.blobs_dir)
         mine = inflight_name(task.blobs_dir, entry.etag)
         offset = claim(task.blobs_dir, entry.etag, entry.size, mine) if task.partial else 0
         if offset:
@@ -477,7 +473,7 @@ class Downloader:
 
 
 def _create(path: Path) -> int:
-    """A new, empty file at `path` (its folder made if it has gone missing meanwhile)."""
+    """A new, empty file at `path`; its folder is made only when missing (not a mkdir per file)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     try:
         return os.open(path, flags, 0o644)

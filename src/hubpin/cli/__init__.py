@@ -6,10 +6,10 @@ Each command lives in its own `_<name>.py` module and is registered below.
 
 from __future__ import annotations
 
-from . import (  # noqa: F401,E402  (registers commands)
+from . import (  # noqa: F401  (importing a module registers its commands)
     _bundle,
     _lock,
-    _policy,  # noqa: F401,E402  (scan, licenses, doctor)
+    _policy,  # scan, licenses, doctor
     _publish,
     _serve,
     _sync,
